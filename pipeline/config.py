@@ -1,0 +1,295 @@
+"""params.yaml, parsed once into typed, frozen dataclasses.
+
+Every stage calls :func:`load_params` and hands the relevant section to ``build_*`` functions.
+Unknown keys, wrong types, out-of-range numbers and unknown choices raise :class:`ConfigError`
+with the dotted key and what is allowed, e.g. ``train.iou_type: 'cio' is not one of iou, giou,
+diou, ciou``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A params file or a value in it is invalid; the message names the key."""
+
+
+def _range(lo: float | None = None, hi: float | None = None, *, lo_open: bool = False) -> dict:
+    return {"lo": lo, "hi": hi, "lo_open": lo_open}
+
+
+# ----------------------------------------------------------------------------------------------
+# Sections
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """Size and seed of the built-in synthetic data set (``data.source: demo``)."""
+
+    train_objects: int = field(default=24, metadata=_range(1))
+    val_objects: int = field(default=6, metadata=_range(1))
+    sequences_per_object: int = field(default=2, metadata=_range(1))
+    frames_per_sequence: int = field(default=10, metadata=_range(1))
+    template_size: int = field(default=1024, metadata=_range(64))
+    absent_fraction: float = field(default=0.2, metadata=_range(0.0, 1.0))
+    distractors: int = field(default=2, metadata=_range(0))
+    jpeg_quality: int = field(default=92, metadata=_range(1, 100))
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the data comes from and how it is split (stage ``prepare``)."""
+
+    source: str = "demo"
+    format: Literal["auto", "cpn", "refdet", "coco"] = "auto"
+    on_error: Literal["raise", "skip"] = "raise"
+    val_fraction: float = field(default=0.2, metadata=_range(0.0, 1.0, lo_open=True))
+    seed: int = 0
+    demo: DemoConfig = field(default_factory=DemoConfig)
+
+
+@dataclass(frozen=True)
+class TemplatesConfig:
+    """Square resizing of the reference photos (stage ``resize_templates``)."""
+
+    size: int = field(default=128, metadata=_range(16))
+    pad: Literal["constant", "edge", "reflect"] = "constant"
+    pad_value: int = field(default=0, metadata=_range(0, 255))
+    workers: int = field(default=2, metadata=_range(1))
+    jpeg_quality: int = field(default=95, metadata=_range(1, 100))
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Detector architecture (stage ``train``)."""
+
+    backbone: str = "convnext_atto"
+    pretrained: Union[bool, str] = False
+    levels: tuple[int, ...] = (2, 3)
+    fpn_channels: int = field(default=64, metadata=_range(8))
+    fusion: Literal["attention", "average"] = "attention"
+    corr_kernel: int = field(default=3, metadata=_range(1))
+    corr_normalize: bool = True
+    head_channels: int = field(default=64, metadata=_range(8))
+    search_size: tuple[int, int] = (1024, 576)
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Weights of the named loss terms the criterion returns."""
+
+    focal: float = field(default=1.0, metadata=_range(0.0))
+    l1: float = field(default=5.0, metadata=_range(0.0))
+    iou: float = field(default=2.0, metadata=_range(0.0))
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation, augmentation and checkpointing (stage ``train``)."""
+
+    epochs: int = field(default=10, metadata=_range(1))
+    batch_size: int = field(default=8, metadata=_range(1))
+    accumulate: int = field(default=1, metadata=_range(1))
+    lr: float = field(default=1e-3, metadata=_range(0.0, lo_open=True))
+    backbone_lr_mult: float = field(default=0.1, metadata=_range(0.0))
+    min_lr: float = field(default=1e-6, metadata=_range(0.0))
+    weight_decay: float = field(default=1e-4, metadata=_range(0.0))
+    warmup_epochs: float = field(default=1.0, metadata=_range(0.0))
+    grad_clip: float = field(default=1.0, metadata=_range(0.0))
+    freeze_backbone_epochs: int = field(default=0, metadata=_range(0))
+    amp: Literal["auto", "fp16", "bf16", "off"] = "auto"
+    channels_last: bool = True
+    workers: int = field(default=2, metadata=_range(0))
+    seed: int = 0
+    max_samples: int = field(default=0, metadata=_range(0))
+    augment: bool = True
+    pos_radius: int = field(default=1, metadata=_range(0))
+    focal_alpha: float = field(default=0.25, metadata=_range(0.0, 1.0))
+    focal_gamma: float = field(default=2.0, metadata=_range(0.0))
+    iou_type: Literal["iou", "giou", "diou", "ciou"] = "giou"
+    loss_weights: LossWeights = field(default_factory=LossWeights)
+    val_every: int = field(default=1, metadata=_range(1))
+    resume: bool = True
+    log_every: int = field(default=10, metadata=_range(1))
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """Scoring of predictions (stage ``evaluate``)."""
+
+    score_threshold: float = field(default=0.3, metadata=_range(0.0, 1.0))
+    iou_threshold: float = field(default=0.5, metadata=_range(0.0, 1.0, lo_open=True))
+    nms_iou: float = field(default=0.5, metadata=_range(0.0, 1.0, lo_open=True))
+    max_detections: int = field(default=10, metadata=_range(1))
+
+
+@dataclass(frozen=True)
+class Params:
+    """The whole params.yaml."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    templates: TemplatesConfig = field(default_factory=TemplatesConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+
+
+# ----------------------------------------------------------------------------------------------
+# Parsing
+# ----------------------------------------------------------------------------------------------
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(str(a) for a in typing.get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is tuple:
+        return "a list"
+    return {bool: "true/false", int: "an integer", float: "a number", str: "a string"}.get(
+        tp, getattr(tp, "__name__", str(tp))
+    )
+
+
+def _convert(key: str, value: Any, tp: Any, meta: dict) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if value is None:
+            value = {}
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping of {tp.__name__} keys, got {value!r}")
+        return _build(tp, value, key)
+    if origin is Literal:
+        allowed = typing.get_args(tp)
+        if value not in allowed:
+            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(str, allowed))}")
+        return value
+    if origin in (Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            try:
+                return _convert(key, value, arg, meta)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{key}: {value!r} is not {_type_name(tp)}")
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            if not value:
+                raise ConfigError(f"{key}: must not be empty")
+            return tuple(_convert(f"{key}[{i}]", v, args[0], meta) for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise ConfigError(f"{key}: expected {len(args)} values, got {len(value)}")
+        return tuple(_convert(f"{key}[{i}]", v, a, meta) for i, (v, a) in enumerate(zip(value, args)))
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return _check_range(key, value, meta)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return _check_range(key, float(value), meta)
+    if tp is str:
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{key}: expected a non-empty string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported config type {tp!r} for {key}")  # programming error, not user's
+
+
+def _check_range(key: str, value: float, meta: dict) -> float:
+    lo, hi = meta.get("lo"), meta.get("hi")
+    if lo is not None and (value <= lo if meta.get("lo_open") else value < lo):
+        op = ">" if meta.get("lo_open") else ">="
+        raise ConfigError(f"{key}: {value!r} is out of range, must be {op} {lo}")
+    if hi is not None and value > hi:
+        raise ConfigError(f"{key}: {value!r} is out of range, must be <= {hi}")
+    return value
+
+
+def _build(cls: type, raw: dict, prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        where = f"{prefix}." if prefix else ""
+        raise ConfigError(
+            f"{where}{unknown[0]}: unknown key (allowed in {prefix or 'params'}: {', '.join(fields)})"
+        )
+    kwargs = {}
+    for name, value in raw.items():
+        key = f"{prefix}.{name}" if prefix else name
+        kwargs[name] = _convert(key, value, hints[name], dict(fields[name].metadata))
+    return cls(**kwargs)
+
+
+def parse_params(raw: dict | None) -> Params:
+    """Validate a params mapping (as read from YAML) into :class:`Params`."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"params: expected a mapping at the top level, got {type(raw).__name__}")
+    params = _build(Params, raw)
+    _check_cross_fields(params)
+    return params
+
+
+def _check_cross_fields(p: Params) -> None:
+    if p.train.min_lr > p.train.lr:
+        raise ConfigError(f"train.min_lr: {p.train.min_lr} must not exceed train.lr ({p.train.lr})")
+    if sorted(set(p.model.levels)) != list(p.model.levels):
+        raise ConfigError(f"model.levels: {list(p.model.levels)} must be strictly increasing")
+    for lvl in p.model.levels:
+        if not 1 <= lvl <= 5:
+            raise ConfigError(f"model.levels: level {lvl} is out of range, must be 1..5 (P1..P5)")
+    w, h = p.model.search_size
+    if w < 32 or h < 32:
+        raise ConfigError(f"model.search_size: {[w, h]} is too small, each side must be >= 32")
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate a params file. Errors name the file and the key."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read params file ({exc.strerror})") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}:{line} is not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    try:
+        return parse_params(raw)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def to_flat_dict(params: Any, prefix: str = "") -> dict[str, Any]:
+    """Flatten a (nested) config dataclass into ``{"train.lr": 0.001, ...}`` (for MLflow)."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(params):
+        value = getattr(params, f.name)
+        key = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            out.update(to_flat_dict(value, key + "."))
+        elif isinstance(value, tuple):
+            out[key] = list(value)
+        else:
+            out[key] = value
+    return out

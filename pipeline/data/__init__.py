@@ -1,0 +1,1 @@
+"""Data: demo generator, format readers, the canonical manifest, datasets and augmentation."""
