@@ -112,6 +112,8 @@ class TrainConfig:
     seed: int = 0
     max_samples: int = field(default=0, metadata=_range(0))
     augment: bool = True
+    crop_size: int = field(default=320, metadata=_range(0))
+    background_crop_prob: float = field(default=0.25, metadata=_range(0.0, 1.0))
     pos_radius: int = field(default=1, metadata=_range(0))
     focal_alpha: float = field(default=0.25, metadata=_range(0.0, 1.0))
     focal_gamma: float = field(default=2.0, metadata=_range(0.0))
@@ -256,6 +258,8 @@ def _check_cross_fields(p: Params) -> None:
     for lvl in p.model.levels:
         if not 1 <= lvl <= 5:
             raise ConfigError(f"model.levels: level {lvl} is out of range, must be 1..5 (P1..P5)")
+    if 0 < p.train.crop_size < 32:
+        raise ConfigError(f"train.crop_size: {p.train.crop_size} is too small, use 0 or >= 32")
     w, h = p.model.search_size
     if w < 32 or h < 32:
         raise ConfigError(f"model.search_size: {[w, h]} is too small, each side must be >= 32")

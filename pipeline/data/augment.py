@@ -1,0 +1,53 @@
+"""Albumentations pipelines for search crops (boxes follow) and reference templates."""
+
+from __future__ import annotations
+
+import albumentations as A
+import cv2
+import numpy as np
+
+#: ImageNet statistics; timm ConvNeXt models are trained with them.
+MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+
+
+def search_augmentation() -> A.Compose:
+    """Geometric + photometric augmentation of an RGB uint8 search crop with one pascal_voc box.
+
+    Mirrors seed 001's recipe (flip, slight shift-scale-rotate, colour jitter, blur, noise), kept
+    mild because the objects are small: a box that loses half of itself is dropped (=> absent).
+    """
+    return A.Compose(
+        [
+            A.HorizontalFlip(p=0.5),
+            A.Affine(
+                scale=(0.8, 1.25),
+                translate_percent=(-0.05, 0.05),
+                rotate=(-20, 20),
+                border_mode=cv2.BORDER_REFLECT_101,
+                p=0.7,
+            ),
+            A.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3, hue=0.03, p=0.5),
+            A.GaussianBlur(blur_limit=(3, 5), p=0.3),
+            A.GaussNoise(std_range=(0.02, 0.08), p=0.15),
+        ],
+        bbox_params=A.BboxParams(format="pascal_voc", label_fields=["labels"], min_visibility=0.5),
+    )
+
+
+def template_augmentation() -> A.Compose:
+    """Light augmentation of a reference photo: the user's photos are clean, so little is needed."""
+    return A.Compose(
+        [
+            A.HorizontalFlip(p=0.5),
+            A.Affine(rotate=(-30, 30), border_mode=cv2.BORDER_CONSTANT, fill=0, p=0.5),
+            A.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02, p=0.5),
+        ]
+    )
+
+
+def to_tensor_array(image: np.ndarray) -> np.ndarray:
+    """HWC uint8 RGB -> CHW float32, ImageNet-normalised."""
+    x = image.astype(np.float32) / 255.0
+    x = (x - MEAN) / STD
+    return np.ascontiguousarray(x.transpose(2, 0, 1))

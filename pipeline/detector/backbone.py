@@ -1,0 +1,239 @@
+"""timm feature backbone, addressed by pyramid level.
+
+Level ``L`` means the feature map whose total reduction (stride) is ``2**L`` relative to the input:
+P2 = stride 4, P3 = stride 8, P4 = stride 16, P5 = stride 32. Which levels a backbone has, and their
+channel counts, are read from timm's ``feature_info`` (never hard-coded), so any timm model that
+supports ``features_only=True`` works.
+
+Weights (``pretrained``):
+
+* ``False``: random initialisation.
+* ``True``: timm's own weights for ``name`` (a pretrained tag such as ``convnext_atto.d2_in1k``
+  selects which). They are taken from the local Hugging Face / torch hub cache when present;
+  otherwise the hub must be reachable. When it is not, this fails within seconds (no retry loop)
+  with an error telling you to pass a local weights file instead.
+* a path (``str`` or :class:`os.PathLike`): a local ``.safetensors`` / ``.pth`` / ``.pt`` / ``.bin``
+  file holding the state dict of the *classification* model ``timm.create_model(name)`` (what timm
+  and the hub publish; a ``{"state_dict": ...}`` / ``{"model": ...}`` wrapper is fine), or of this
+  feature backbone itself (keys of ``Backbone.body``, optionally prefixed ``body.``).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+from collections.abc import Sequence
+from pathlib import Path
+from urllib.parse import urlparse
+
+import timm
+import torch
+from torch import Tensor, nn
+
+__all__ = ["Backbone", "available_levels"]
+
+WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
+_HUB_PROBE_TIMEOUT_S = 3.0
+
+
+def _level_of(reduction: int) -> int | None:
+    lvl = math.log2(reduction) if reduction > 0 else -1
+    return int(lvl) if lvl >= 0 and float(lvl).is_integer() else None
+
+
+def _probe(name: str) -> nn.Module:
+    """Build ``name`` as a feature model on the meta device (no memory, no weights) to read its
+    ``feature_info``."""
+    try:
+        with torch.device("meta"):
+            return timm.create_model(name, features_only=True, pretrained=False)
+    except RuntimeError as exc:
+        if "Unknown model" in str(exc):
+            base = name.split(".")[0]
+            close = timm.list_models(f"*{base.split('_')[0]}*")[:10]
+            hint = f"; similar names: {', '.join(close)}" if close else ""
+            raise ValueError(f"backbone {name!r} is not a timm model{hint}") from None
+        raise
+
+
+def available_levels(name: str) -> list[int]:
+    """Pyramid levels (``log2`` of the feature stride) that timm model ``name`` can output."""
+    info = _probe(name).feature_info.info
+    return sorted({lvl for d in info if (lvl := _level_of(d["reduction"])) is not None})
+
+
+def _out_indices(name: str, levels: Sequence[int]) -> tuple[tuple[int, ...], dict]:
+    probe = _probe(name)
+    info = probe.feature_info.info
+    by_level: dict[int, int] = {}
+    for idx, d in enumerate(info):
+        lvl = _level_of(d["reduction"])
+        if lvl is not None:
+            by_level[lvl] = idx  # the deepest feature at a given stride wins
+    for lvl in levels:
+        if lvl not in by_level:
+            avail = sorted(by_level)
+            strides = ", ".join(str(2**a) for a in avail)
+            raise ValueError(
+                f"backbone {name!r} has no level {lvl} (stride {2**lvl}); available levels: "
+                f"{avail} (strides {strides})"
+            )
+    return tuple(by_level[lvl] for lvl in levels), dict(getattr(probe, "pretrained_cfg", {}) or {})
+
+
+def _hub_source(cfg: dict) -> tuple[str | None, str | None]:
+    """(cached local file or None, host to download from or None) for timm's pretrained cfg."""
+    hf_id, url = cfg.get("hf_hub_id"), cfg.get("url")
+    if hf_id:
+        try:
+            import huggingface_hub
+            from huggingface_hub import constants as hf_constants
+        except ImportError:  # timm falls back to the url
+            hf_id = None
+        else:
+            names = [cfg["hf_hub_filename"]] if cfg.get("hf_hub_filename") else [
+                "model.safetensors", "open_clip_model.safetensors", "pytorch_model.bin"
+            ]
+            for fname in names:
+                hit = huggingface_hub.try_to_load_from_cache(hf_id, fname)
+                if isinstance(hit, str) and os.path.isfile(hit):
+                    return hit, None
+            return None, urlparse(hf_constants.ENDPOINT).hostname
+    if url:
+        cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(url).path)
+        if cached.is_file():
+            return str(cached), None
+        return None, urlparse(url).hostname
+    return None, None
+
+
+def _offline() -> bool:
+    return any(
+        os.environ.get(k, "").strip().upper() in {"1", "ON", "YES", "TRUE"}
+        for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    )
+
+
+def _no_hub_error(name: str, why: str) -> RuntimeError:
+    return RuntimeError(
+        f"cannot get timm's pretrained weights for backbone {name!r}: {why}. Download them on a "
+        f"machine with internet access (e.g. timm.create_model({name!r}, pretrained=True) and "
+        f"save its state_dict to a .safetensors or .pth file), then set model.pretrained to that "
+        f"file's path, or use pretrained: false for random initialisation"
+    )
+
+
+def _strip_prefix(sd: dict, prefixes: Sequence[str]) -> dict:
+    """The entries under the first prefix that has any (e.g. the backbone of a whole detector
+    checkpoint), with the prefix removed; ``sd`` itself when none has."""
+    for p in prefixes:
+        sub = {k[len(p):]: v for k, v in sd.items() if k.startswith(p)}
+        if sub:
+            return sub
+    return sd
+
+
+class Backbone(nn.Module):
+    """A timm ``features_only`` model that returns the feature maps of ``levels``.
+
+    Args:
+        name: timm model name, optionally with a pretrained tag (``"convnext_atto.d2_in1k"``).
+        levels: strictly increasing pyramid levels; level ``L`` is the map of stride ``2**L``.
+        pretrained: ``False``, ``True`` or a path to a local weights file (see module docstring).
+
+    Attributes:
+        levels: the requested levels.
+        channels: channels of each returned map, from ``feature_info``.
+        strides: stride (reduction) of each returned map, from ``feature_info``.
+        mean, std: the per-channel input normalisation the weights expect (RGB in [0, 1]).
+
+    ``forward(x: [B, 3, H, W]) -> list[Tensor]`` of ``[B, channels[i], ~H/strides[i], ~W/strides[i]]``
+    (exactly ``H/stride`` when ``H`` and ``W`` are multiples of the coarsest stride). The input must
+    already be normalised with ``mean``/``std``.
+    """
+
+    def __init__(self, name: str, levels: Sequence[int], pretrained: bool | str | os.PathLike = False):
+        super().__init__()
+        levels = [int(lvl) for lvl in levels]
+        if not levels:
+            raise ValueError("Backbone: levels must not be empty")
+        if sorted(set(levels)) != levels:
+            raise ValueError(f"Backbone: levels {levels} must be strictly increasing")
+        out_indices, hub_cfg = _out_indices(name, levels)
+        self.name = name
+        self.levels = levels
+        self.body = self._create(name, out_indices, pretrained, hub_cfg)
+        reductions = list(self.body.feature_info.reduction())
+        if reductions != [2**lvl for lvl in levels]:  # guard against timm index semantics changing
+            raise RuntimeError(f"backbone {name!r}: expected strides {[2**l for l in levels]}, got {reductions}")
+        self.channels: list[int] = list(self.body.feature_info.channels())
+        self.strides: list[int] = reductions
+        cfg = getattr(self.body, "pretrained_cfg", None) or hub_cfg
+        self.mean = tuple(float(v) for v in cfg.get("mean", (0.485, 0.456, 0.406)))
+        self.std = tuple(float(v) for v in cfg.get("std", (0.229, 0.224, 0.225)))
+
+    # -- construction ------------------------------------------------------------------------
+
+    @staticmethod
+    def _create(name: str, out_indices: tuple[int, ...], pretrained, hub_cfg: dict) -> nn.Module:
+        kw = dict(features_only=True, out_indices=out_indices)
+        if pretrained is False or pretrained is None:
+            return timm.create_model(name, pretrained=False, **kw)
+        if pretrained is True:
+            cached, host = _hub_source(hub_cfg)
+            if cached is not None:
+                return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=cached), **kw)
+            if host is None:
+                raise ValueError(f"timm has no pretrained weights for backbone {name!r}; use pretrained: false or a local file")
+            if _offline():
+                raise _no_hub_error(name, "HF_HUB_OFFLINE is set and they are not in the local cache")
+            try:
+                socket.create_connection((host, 443), timeout=_HUB_PROBE_TIMEOUT_S).close()
+            except OSError as exc:
+                raise _no_hub_error(name, f"{host} is unreachable ({exc})") from None
+            try:
+                return timm.create_model(name, pretrained=True, **kw)
+            except Exception as exc:  # network/hub errors come in many types
+                raise _no_hub_error(name, f"download failed ({type(exc).__name__}: {exc})") from exc
+        if isinstance(pretrained, (str, os.PathLike)):
+            return Backbone._create_from_file(name, out_indices, Path(pretrained))
+        raise TypeError(f"pretrained must be a bool or a path, got {type(pretrained).__name__}")
+
+    @staticmethod
+    def _create_from_file(name: str, out_indices: tuple[int, ...], path: Path) -> nn.Module:
+        if not path.is_file():
+            raise FileNotFoundError(f"pretrained weights file for backbone {name!r} not found: {path}")
+        if path.suffix.lower() not in WEIGHT_SUFFIXES:
+            raise ValueError(
+                f"pretrained weights file {path}: unsupported suffix {path.suffix!r}, "
+                f"expected one of {', '.join(WEIGHT_SUFFIXES)}"
+            )
+        kw = dict(features_only=True, out_indices=out_indices)
+        try:  # a classification-model checkpoint: timm converts and loads it, strictly
+            return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=str(path)), **kw)
+        except (RuntimeError, KeyError, ValueError) as timm_exc:
+            first_error = timm_exc
+        # a checkpoint of the feature backbone itself (keys of Backbone.body)
+        body = timm.create_model(name, pretrained=False, **kw)
+        sd = timm.models.load_state_dict(str(path), use_ema=False)
+        sd = _strip_prefix(sd, ("backbone.body.", "body."))
+        own = body.state_dict()
+        missing = [k for k in own if k not in sd]
+        bad_shape = [k for k in own if k in sd and sd[k].shape != own[k].shape]
+        if missing or bad_shape:
+            raise ValueError(
+                f"pretrained weights file {path} does not fit backbone {name!r}: as a timm "
+                f"checkpoint: {first_error}; as a feature-backbone checkpoint: "
+                f"{len(missing)} missing keys (e.g. {missing[:3]}), shape mismatch for {bad_shape[:3]}"
+            ) from None
+        body.load_state_dict({k: sd[k] for k in own}, strict=True)
+        return body
+
+    # -- forward -----------------------------------------------------------------------------
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        return list(self.body(x))
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}, levels={self.levels}, channels={self.channels}, strides={self.strides}"

@@ -1,0 +1,1 @@
+"""Training machinery: schedules, mixed precision, checkpoints, tracking, distributed, loops."""

@@ -1,0 +1,185 @@
+"""One training epoch and one validation pass; no I/O beyond the loaders."""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from pipeline.detector.losses import weighted_total
+from pipeline.engine.amp import Precision
+from pipeline.inference.postprocess import postprocess
+from pipeline.metrics.coco import coco_ap
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StepState:
+    """Counters that survive a resume."""
+
+    step: int = 0  # optimiser steps taken so far
+    history: list[dict] = field(default_factory=list)
+
+
+def _to_device(batch: dict, device: torch.device, channels_last: bool) -> dict:
+    out = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+    if channels_last:
+        out["search"] = out["search"].contiguous(memory_format=torch.channels_last)
+    return out
+
+
+def _progress(iterable: Iterable, total: int, desc: str, enabled: bool):
+    """tqdm on a terminal; plain, sparse log lines otherwise (see ``log_every``)."""
+    if enabled and sys.stderr.isatty():
+        return tqdm(iterable, total=total, desc=desc, dynamic_ncols=True, leave=False)
+    return iterable
+
+
+def train_one_epoch(
+    model: nn.Module,
+    criterion: nn.Module,
+    loader: Iterable[dict],
+    num_batches: int,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    scaler: torch.amp.GradScaler,
+    precision: Precision,
+    loss_weights: Mapping[str, float],
+    device: torch.device,
+    state: StepState,
+    epoch: int,
+    accumulate: int = 1,
+    grad_clip: float = 0.0,
+    channels_last: bool = False,
+    log_every: int = 10,
+    on_step: Callable[[int, dict[str, float]], None] | None = None,
+    is_main: bool = True,
+) -> dict[str, float]:
+    """Train for one pass over ``loader``; returns epoch means of every loss term, ``loss``, ``lr``
+    and ``images_per_s``. ``on_step(step, metrics)`` is called every ``log_every`` optimiser steps.
+    """
+    model.train()
+    sums: dict[str, float] = {}
+    seen, started = 0, time.perf_counter()
+    optimizer.zero_grad(set_to_none=True)
+    bar = _progress(loader, num_batches, f"epoch {epoch}", is_main)
+    for i, batch in enumerate(bar):
+        batch = _to_device(batch, device, channels_last)
+        with precision.autocast():
+            outputs = model(batch["templates"], batch["search"], batch["template_mask"])
+        terms = criterion(outputs, batch)
+        loss = weighted_total(terms, loss_weights)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"loss became {loss.item()} at epoch {epoch}, batch {i} ({ {k: float(v) for k, v in terms.items()} }); "
+                "lower train.lr or set train.amp: off"
+            )
+        scaler.scale(loss / accumulate).backward()
+        last_of_epoch = i + 1 == num_batches
+        if (i + 1) % accumulate == 0 or last_of_epoch:
+            if grad_clip > 0:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            scheduler.step()
+            state.step += 1
+            if on_step is not None and state.step % log_every == 0:
+                on_step(state.step, {**{f"step_{k}": float(v) for k, v in terms.items()}, "step_loss": float(loss),
+                                     "lr": optimizer.param_groups[-1]["lr"]})
+        n = batch["search"].shape[0]
+        seen += n
+        for k, v in {**terms, "loss": loss}.items():
+            sums[k] = sums.get(k, 0.0) + float(v) * n
+        if hasattr(bar, "set_postfix"):
+            bar.set_postfix(loss=f"{float(loss):.3f}")
+    elapsed = max(time.perf_counter() - started, 1e-9)
+    out = {k: v / max(seen, 1) for k, v in sums.items()}
+    out["lr"] = optimizer.param_groups[-1]["lr"]
+    out["images_per_s"] = seen / elapsed
+    return out
+
+
+@torch.no_grad()
+def predict_loader(
+    model: nn.Module,
+    loader: Iterable[dict],
+    precision: Precision,
+    device: torch.device,
+    score_threshold: float,
+    nms_iou: float,
+    max_detections: int,
+    channels_last: bool = False,
+) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[int]]:
+    """Detections per frame in the frame's original pixels, and the frame indices, in loader order."""
+    model.eval()
+    dets: list[tuple[np.ndarray, np.ndarray]] = []
+    order: list[int] = []
+    for batch in loader:
+        batch = _to_device(batch, device, channels_last)
+        with precision.autocast():
+            outputs = model(batch["templates"], batch["search"], batch["template_mask"])
+        per_frame = postprocess(outputs["logits"], outputs["boxes"], score_threshold, nms_iou, max_detections)
+        for (boxes, scores), scale, idx in zip(per_frame, batch["scale"], batch["index"]):
+            dets.append(((boxes / scale).cpu().numpy(), scores.cpu().numpy()))
+            order.append(int(idx))
+    return dets, order
+
+
+def frame_scores(
+    gt_boxes: list, detections: list[tuple[np.ndarray, np.ndarray]], score_threshold: float, iou_threshold: float
+) -> dict[str, float]:
+    """Top-1 per frame: success rate (IoU >= thr on frames with the target) and false-positive rate
+    on frames without it (a detection above ``score_threshold``)."""
+    hits, with_target, fps, without = 0, 0, 0, 0
+    for gt, (boxes, scores) in zip(gt_boxes, detections):
+        fired = len(scores) > 0 and scores[0] >= score_threshold
+        if gt is None:
+            without += 1
+            fps += int(fired)
+            continue
+        with_target += 1
+        if fired and _iou(boxes[0], gt) >= iou_threshold:
+            hits += 1
+    return {
+        "success": hits / with_target if with_target else float("nan"),
+        "fp_rate": fps / without if without else float("nan"),
+    }
+
+
+def _iou(a, b) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def validate(
+    model: nn.Module,
+    loader: Iterable[dict],
+    gt_boxes: list,
+    precision: Precision,
+    device: torch.device,
+    score_threshold: float,
+    nms_iou: float,
+    max_detections: int,
+    iou_threshold: float,
+    channels_last: bool = False,
+) -> dict[str, float]:
+    """AP/AP50/AP75 (pycocotools) plus top-1 success and FP rate on whole validation frames."""
+    dets, order = predict_loader(model, loader, precision, device, 0.0, nms_iou, max_detections, channels_last)
+    gts = [gt_boxes[i] for i in order]
+    metrics = coco_ap(gts, dets)
+    metrics.update(frame_scores(gts, dets, score_threshold, iou_threshold))
+    return {k: (v if not (isinstance(v, float) and math.isnan(v)) else -1.0) for k, v in metrics.items()}

@@ -1,0 +1,135 @@
+"""MLflow tracking that never stops training.
+
+The default store is ``sqlite:///<repo>/mlflow.db`` by absolute path, so runs that DVC executes in
+temporary copies of the repo (``dvc exp run --queue``) land in the same database.
+``MLFLOW_TRACKING_URI`` overrides it (e.g. a team server). If the store is unreachable or locked,
+the tracker warns once and turns itself off; metrics stay in the stage's own output files.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+from pathlib import Path
+from typing import Any, Callable
+
+log = logging.getLogger(__name__)
+
+EXPERIMENT = "needle"
+
+
+def repo_root(start: Path | None = None) -> Path:
+    """The main repository's root, also from inside a DVC experiment's temporary copy.
+
+    DVC's queued/temp experiments run in ``<repo>/.dvc/tmp/exps/...``; git's common dir points
+    back to the real repo, whose root holds the shared ``mlflow.db``.
+    """
+    start = (start or Path.cwd()).resolve()
+    try:
+        common = subprocess.run(
+            ["git", "rev-parse", "--path-format=absolute", "--git-common-dir"],
+            cwd=start, capture_output=True, text=True, check=True, timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return start
+    common_path = Path(common)
+    return common_path.parent if common_path.name == ".git" else start
+
+
+def default_tracking_uri(root: Path | None = None) -> str:
+    """``MLFLOW_TRACKING_URI`` if set, else the repo's SQLite file by absolute path."""
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env
+    return f"sqlite:///{repo_root(root) / 'mlflow.db'}"
+
+
+def git_commit(cwd: Path | None = None) -> str | None:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+class Tracker:
+    """A thin, fault-tolerant wrapper over one MLflow run.
+
+    Every call is a no-op once the store has failed (or when ``enabled`` is false, e.g. on
+    non-zero DDP ranks). ``run_id`` is None until a run was started successfully.
+    """
+
+    def __init__(self, tracking_uri: str, enabled: bool = True) -> None:
+        self.tracking_uri = tracking_uri
+        self.enabled = enabled
+        self.run_id: str | None = None
+        self._mlflow = None
+
+    # -- plumbing ---------------------------------------------------------------------------------
+    def _call(self, what: str, fn: Callable[[], Any]) -> Any:
+        if not self.enabled:
+            return None
+        try:
+            return fn()
+        except Exception as exc:  # any store failure: warn once, keep training
+            self.enabled = False
+            log.warning(
+                "MLflow tracking at %s failed during %s (%s: %s); training goes on, metrics are kept "
+                "in the stage's output files only", self.tracking_uri, what, type(exc).__name__, exc,
+            )
+            return None
+
+    def start(self, run_name: str | None, params: dict[str, Any], tags: dict[str, str], run_id: str | None = None) -> str | None:
+        """Start (or, with ``run_id``, re-open) the run and log params and tags."""
+        # Fail fast against an unreachable server instead of MLflow's long default retry loop.
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+
+        def _start():
+            import mlflow
+
+            self._mlflow = mlflow
+            mlflow.set_tracking_uri(self.tracking_uri)
+            if run_id is None:
+                mlflow.set_experiment(EXPERIMENT)
+                run = mlflow.start_run(run_name=run_name)
+                mlflow.log_params({k: _param_value(v) for k, v in params.items()})
+                mlflow.set_tags({k: v for k, v in tags.items() if v is not None})
+            else:
+                run = mlflow.start_run(run_id=run_id)
+            return run.info.run_id
+
+        self.run_id = self._call("start", _start)
+        return self.run_id
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        clean = {k: float(v) for k, v in metrics.items() if v is not None}
+        self._call("log_metrics", lambda: self._mlflow.log_metrics(clean, step=step))
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        self._call("log_artifact", lambda: self._mlflow.log_artifact(str(path), artifact_path))
+
+    def log_figure(self, figure, name: str) -> None:
+        self._call("log_figure", lambda: self._mlflow.log_figure(figure, name))
+
+    def end(self, status: str = "FINISHED") -> None:
+        self._call("end", lambda: self._mlflow.end_run(status=status))
+
+
+def _param_value(value: Any) -> Any:
+    return str(value) if isinstance(value, (list, tuple, dict)) else value
+
+
+def run_name_from_env() -> str | None:
+    """DVC sets ``DVC_EXP_NAME`` when it runs an experiment; use it so MLflow and DVC agree."""
+    return os.environ.get("DVC_EXP_NAME") or None
+
+
+def dvc_tags() -> dict[str, str | None]:
+    return {
+        "git_commit": git_commit(),
+        "dvc_exp_name": os.environ.get("DVC_EXP_NAME"),
+        "dvc_baseline_rev": os.environ.get("DVC_EXP_BASELINE_REV"),
+    }

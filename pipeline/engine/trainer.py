@@ -1,0 +1,196 @@
+"""The whole training run: data, model, optimiser, schedule, resume, validation, checkpoints, MLflow."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import random
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+
+from pipeline.cli import UserError
+from pipeline.config import ModelConfig, Params, TrainConfig, to_flat_dict
+from pipeline.data.dataset import EvalDataset, Sample, TrainDataset, collate, load_samples
+from pipeline.data.manifest import read_manifest
+from pipeline.detector import build_criterion, build_detector
+from pipeline.engine import distributed as ddp
+from pipeline.engine.amp import resolve_precision
+from pipeline.engine.checkpoint import load_checkpoint, params_digest, rng_state, save_checkpoint, set_rng_state
+from pipeline.engine.loop import StepState, train_one_epoch, validate
+from pipeline.engine.schedule import build_scheduler
+from pipeline.engine.tracking import Tracker, default_tracking_uri, dvc_tags, run_name_from_env
+from pipeline.paths import Paths
+
+log = logging.getLogger(__name__)
+
+#: Fields that do not change what a run computes; a resume may differ in them.
+_RUN_INDEPENDENT = {"resume", "workers", "log_every"}
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def run_digest(model_cfg: ModelConfig, train_cfg: TrainConfig, template_size: int) -> str:
+    train = {k: v for k, v in dataclasses.asdict(train_cfg).items() if k not in _RUN_INDEPENDENT}
+    return params_digest({"model": dataclasses.asdict(model_cfg), "train": train, "template_size": template_size})
+
+
+def build_optimizer(model: nn.Module, lr: float, backbone_lr_mult: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW with the backbone at ``lr * backbone_lr_mult``; norms and biases get no weight decay."""
+    groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    for name, param in model.named_parameters():
+        is_backbone = name.startswith("backbone.")
+        no_decay = param.ndim <= 1
+        groups.setdefault((is_backbone, no_decay), []).append(param)
+    param_groups = [
+        {
+            "params": params,
+            "lr": lr * (backbone_lr_mult if is_backbone else 1.0),
+            "weight_decay": 0.0 if no_decay else weight_decay,
+            "name": f"{'backbone' if is_backbone else 'head'}{'_no_decay' if no_decay else ''}",
+        }
+        # Sorted so the group order (and a resumed optimiser's state) never depends on dict order.
+        for (is_backbone, no_decay), params in sorted(groups.items())
+    ]
+    return torch.optim.AdamW(param_groups, lr=lr, weight_decay=weight_decay)
+
+
+def set_backbone_trainable(model: nn.Module, trainable: bool) -> None:
+    for p in model.backbone.parameters():
+        p.requires_grad_(trainable)
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+
+def _load_split(paths: Paths, split: str) -> list[Sample]:
+    if not paths.manifest.is_file():
+        raise UserError(f"{paths.manifest}: not found; run the prepare stage first (dvc repro prepare)")
+    if not paths.templates_manifest.is_file():
+        raise UserError(f"{paths.templates_manifest}: not found; run resize_templates first")
+    samples = load_samples(read_manifest(paths.manifest), pd.read_csv(paths.templates_manifest, dtype={"object_id": str}), split)
+    if not samples:
+        raise UserError(f"{paths.manifest}: the {split} split is empty")
+    return samples
+
+
+def fit(params: Params, paths: Paths) -> dict:
+    """Train per ``params`` and write ``paths.models`` (last.pt, best.pt, run.json).
+
+    Returns the final summary (also written to ``paths.train_metrics`` by the stage).
+    """
+    cfg, mcfg = params.train, params.model
+    info = ddp.init_distributed()
+    device = ddp.pick_device(info)
+    seed_everything(cfg.seed)
+    precision = resolve_precision(cfg.amp, device)
+
+    train_samples = _load_split(paths, "train")
+    if cfg.max_samples:
+        train_samples = train_samples[: cfg.max_samples]
+    val_samples = _load_split(paths, "val")
+    template_size = params.templates.size
+
+    train_set = TrainDataset(train_samples, template_size, mcfg.search_size, cfg.crop_size,
+                             cfg.background_crop_prob, cfg.augment, cfg.seed)
+    sampler = DistributedSampler(train_set, num_replicas=info.world_size, rank=info.rank, shuffle=True,
+                                 seed=cfg.seed, drop_last=False)
+    per_rank_batch = max(1, cfg.batch_size // info.world_size)
+    loader = DataLoader(train_set, batch_size=per_rank_batch, sampler=sampler, num_workers=cfg.workers,
+                        collate_fn=collate, drop_last=len(train_set) > per_rank_batch * info.world_size,
+                        pin_memory=device.type == "cuda", persistent_workers=False)
+    val_loader = DataLoader(EvalDataset(val_samples, template_size, mcfg.search_size), batch_size=4,
+                            num_workers=cfg.workers, collate_fn=collate)
+    val_gt = [s.box for s in val_samples]
+
+    model = build_detector(mcfg).to(device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    criterion = build_criterion(cfg)
+    optimizer = build_optimizer(model, cfg.lr, cfg.backbone_lr_mult, cfg.weight_decay)
+    steps_per_epoch = math.ceil(len(loader) / cfg.accumulate)
+    total_steps = cfg.epochs * steps_per_epoch
+    scheduler = build_scheduler(optimizer, total_steps, round(cfg.warmup_epochs * steps_per_epoch), cfg.lr, cfg.min_lr)
+    scaler = precision.grad_scaler()
+
+    digest = run_digest(mcfg, cfg, template_size)
+    last_path, best_path = paths.models / "last.pt", paths.models / "best.pt"
+    state, start_epoch, best, run_id = StepState(), 0, None, None
+    if cfg.resume and last_path.is_file():
+        ckpt = load_checkpoint(last_path)
+        if ckpt.get("digest") == digest:
+            model.load_state_dict(ckpt["model"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            scheduler.load_state_dict(ckpt["scheduler"])
+            scaler.load_state_dict(ckpt["scaler"])
+            set_rng_state(ckpt["rng"])
+            state = StepState(step=ckpt["step"], history=list(ckpt["history"]))
+            start_epoch, best, run_id = ckpt["epoch"] + 1, ckpt.get("best"), ckpt.get("run_id")
+            log.info("resuming from %s at epoch %d", last_path, start_epoch)
+        else:
+            log.info("%s was trained with other params; starting fresh", last_path)
+
+    tracker = Tracker(default_tracking_uri(), enabled=info.is_main)
+    tracker.start(run_name_from_env(), to_flat_dict(params), dvc_tags(), run_id=run_id)
+    run_id = tracker.run_id or run_id
+
+    train_model: nn.Module = model
+    if info.enabled:
+        train_model = DistributedDataParallel(model, device_ids=[info.local_rank] if device.type == "cuda" else None)
+
+    def on_step(step: int, metrics: dict[str, float]) -> None:
+        tracker.log_metrics(metrics, step=step)
+
+    for epoch in range(start_epoch, cfg.epochs):
+        set_backbone_trainable(model, epoch >= cfg.freeze_backbone_epochs)
+        sampler.set_epoch(epoch)
+        train_set.set_epoch(epoch)
+        epoch_stats = train_one_epoch(
+            train_model, criterion, loader, len(loader), optimizer, scheduler, scaler, precision,
+            dataclasses.asdict(cfg.loss_weights), device, state, epoch, cfg.accumulate, cfg.grad_clip,
+            cfg.channels_last, cfg.log_every, on_step if info.is_main else None, info.is_main,
+        )
+        row = {"epoch": epoch, **{f"train_{k}": v for k, v in epoch_stats.items()}}
+        if info.is_main and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs):
+            ev = params.evaluate
+            val = validate(model, val_loader, val_gt, precision, device, ev.score_threshold, ev.nms_iou,
+                           ev.max_detections, ev.iou_threshold, cfg.channels_last)
+            row.update({f"val_{k}": v for k, v in val.items()})
+        state.history.append(row)
+        if info.is_main:
+            log.info("epoch %d: %s", epoch, ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"))
+            tracker.log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=epoch)
+            improved = "val_AP50" in row and (best is None or row["val_AP50"] > best["val_AP50"])
+            if improved:
+                best = {"epoch": epoch, **{k: v for k, v in row.items() if k.startswith("val_")}}
+            payload = {
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(), "epoch": epoch, "step": state.step, "history": state.history,
+                "rng": rng_state(), "digest": digest, "best": best, "run_id": run_id,
+                "model_config": dataclasses.asdict(mcfg), "template_size": template_size,
+            }
+            save_checkpoint(last_path, payload)
+            if improved:
+                save_checkpoint(best_path, {k: payload[k] for k in ("model", "epoch", "best", "digest", "run_id",
+                                                                    "model_config", "template_size")})
+        ddp.barrier(info)
+
+    summary = {"epochs": cfg.epochs, "steps": state.step, "best": best, "history": state.history,
+               "run_id": run_id, "tracking_uri": tracker.tracking_uri, "precision": precision.name}
+    if info.is_main and not best_path.exists() and last_path.exists():
+        save_checkpoint(best_path, {k: v for k, v in load_checkpoint(last_path).items()
+                                    if k in ("model", "epoch", "best", "digest", "run_id", "model_config", "template_size")})
+    summary["tracker"] = tracker
+    ddp.cleanup(info)
+    return summary

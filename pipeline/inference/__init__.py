@@ -1,0 +1,1 @@
+"""Inference: decoding and NMS of detector outputs; the cached-template Detector API."""

@@ -1,0 +1,31 @@
+"""Turn dense detector outputs into a few scored boxes per frame."""
+
+from __future__ import annotations
+
+import torch
+from torchvision.ops import nms
+
+
+def postprocess(
+    logits: torch.Tensor,
+    boxes: torch.Tensor,
+    score_threshold: float,
+    nms_iou: float,
+    max_detections: int,
+    pre_nms_top_k: int = 100,
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per frame: sigmoid scores, top-k, threshold, NMS.
+
+    logits: [B, H, W] objectness logits; boxes: [B, H*W, 4] xyxy in input pixels.
+    Returns per frame ``(boxes [N, 4], scores [N])`` sorted by score, N <= max_detections.
+    """
+    scores = logits.flatten(1).float().sigmoid()
+    out = []
+    for s, b in zip(scores, boxes.float()):
+        k = min(pre_nms_top_k, s.numel())
+        top, idx = s.topk(k)
+        keep = top >= score_threshold
+        top, cand = top[keep], b[idx[keep]]
+        kept = nms(cand, top, nms_iou)[:max_detections]
+        out.append((cand[kept], top[kept]))
+    return out

@@ -1,0 +1,1 @@
+"""Detection metrics: COCO-style AP through pycocotools, per-frame top-1 scores."""

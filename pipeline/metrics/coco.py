@@ -1,0 +1,79 @@
+"""COCO-style AP for single-target frames, computed by pycocotools.
+
+Every frame is one COCO image with at most one ground-truth box (its target) of one category;
+detections are that frame's scored boxes. AP is averaged over IoU 0.50:0.95, AP50 at 0.5.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from typing import Sequence
+
+import numpy as np
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+#: Object-size bins (long side... COCO uses area; these are areas of squares with these sides).
+SIZE_BINS = {"tiny": (0, 16), "small": (16, 32), "medium": (32, 64), "large": (64, 1e5)}
+
+
+def coco_ap(
+    gt_boxes: Sequence[Sequence[float] | None],
+    detections: Sequence[tuple[np.ndarray, np.ndarray]],
+    image_sizes: Sequence[tuple[int, int]] | None = None,
+    size_bins: dict[str, tuple[float, float]] | None = None,
+) -> dict[str, float]:
+    """AP, AP50, AP75 (and AP per size bin) of per-frame detections against per-frame truths.
+
+    gt_boxes: one ``(x1, y1, x2, y2)`` per frame, or None when the target is absent.
+    detections: per frame ``(boxes [N,4] xyxy, scores [N])``.
+    size_bins: name -> (min side, max side) in px; a box's size is sqrt(area). Returns -1 where a
+    value is undefined (no ground truth at all, or none in that bin), as pycocotools does.
+    """
+    if len(gt_boxes) != len(detections):
+        raise ValueError(f"{len(gt_boxes)} frames of truth but {len(detections)} of detections")
+    sizes = image_sizes or [(10_000, 10_000)] * len(gt_boxes)
+    images = [{"id": i, "width": int(w), "height": int(h)} for i, (w, h) in enumerate(sizes)]
+    anns = []
+    for i, box in enumerate(gt_boxes):
+        if box is None:
+            continue
+        x1, y1, x2, y2 = map(float, box)
+        anns.append({"id": len(anns) + 1, "image_id": i, "category_id": 1, "bbox": [x1, y1, x2 - x1, y2 - y1],
+                     "area": (x2 - x1) * (y2 - y1), "iscrowd": 0})
+    results = []
+    for i, (boxes, scores) in enumerate(detections):
+        for b, s in zip(np.asarray(boxes, dtype=float).reshape(-1, 4), np.asarray(scores, dtype=float).reshape(-1)):
+            results.append({"image_id": i, "category_id": 1, "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]], "score": float(s)})
+    if not anns:
+        return {"AP": -1.0, "AP50": -1.0, "AP75": -1.0}
+    gt = COCO()
+    gt.dataset = {"images": images, "annotations": anns, "categories": [{"id": 1, "name": "target"}]}
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress chatter
+        gt.createIndex()
+        dt = gt.loadRes(results) if results else COCO()
+        if not results:
+            return {"AP": 0.0, "AP50": 0.0, "AP75": 0.0}
+        ev = COCOeval(gt, dt, iouType="bbox")
+        ev.params.maxDets = [1, 10, 100]
+        bins = size_bins or {}
+        ev.params.areaRng = [[0, 1e10]] + [[lo**2, hi**2] for lo, hi in bins.values()]
+        ev.params.areaRngLbl = ["all", *bins]
+        ev.evaluate()
+        ev.accumulate()
+    out = {"AP": _ap(ev, None, 0), "AP50": _ap(ev, 0.5, 0), "AP75": _ap(ev, 0.75, 0)}
+    for a, name in enumerate(bins, start=1):
+        out[f"AP_{name}"] = _ap(ev, None, a)
+    return out
+
+
+def _ap(ev: COCOeval, iou: float | None, area_index: int) -> float:
+    """Mean precision at maxDets=100 over recall and (one or all) IoU thresholds; -1 if undefined."""
+    precision = ev.eval["precision"]  # [T, R, K, A, M]
+    if iou is not None:
+        t = int(np.argmin(np.abs(ev.params.iouThrs - iou)))
+        precision = precision[t : t + 1]
+    p = precision[:, :, 0, area_index, -1]
+    p = p[p > -1]
+    return float(p.mean()) if p.size else -1.0

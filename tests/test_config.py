@@ -1,0 +1,77 @@
+"""params.yaml loader: defaults, the repo's params.yaml, and clear errors naming the key."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import ConfigError, Params, load_params, parse_params, to_flat_dict
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_repo_params_parse_and_match_declared_keys():
+    params = load_params(REPO / "params.yaml")
+    assert isinstance(params, Params)
+    assert params.model.fusion in ("attention", "average")
+    assert params.train.iou_type in ("iou", "giou", "diou", "ciou")
+    assert params.model.corr_kernel >= 1
+
+
+def test_params_are_frozen():
+    params = parse_params({})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        params.train.lr = 1.0  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        ({"train": {"iou_type": "cio"}}, "train.iou_type: 'cio' is not one of iou, giou, diou, ciou"),
+        ({"model": {"fusion": "max"}}, "model.fusion: 'max' is not one of attention, average"),
+        ({"model": {"corr_kernel": 0}}, "model.corr_kernel: 0 is out of range, must be >= 1"),
+        ({"model": {"corr_kernel": 2.5}}, "model.corr_kernel: expected an integer"),
+        ({"train": {"lr": "fast"}}, "train.lr: expected a number"),
+        ({"train": {"lr": 0}}, "train.lr: 0.0 is out of range, must be > 0.0"),
+        ({"train": {"epochs": True}}, "train.epochs: expected an integer"),
+        ({"train": {"resume": "yes"}}, "train.resume: expected true or false"),
+        ({"trian": {}}, "trian: unknown key"),
+        ({"train": {"loss_weights": {"giou": 1}}}, "train.loss_weights.giou: unknown key"),
+        ({"data": {"demo": {"val_objects": 0}}}, "data.demo.val_objects: 0 is out of range"),
+        ({"data": {"on_error": "ignore"}}, "data.on_error: 'ignore' is not one of raise, skip"),
+        ({"model": {"levels": [3, 2]}}, "model.levels: [3, 2] must be strictly increasing"),
+        ({"model": {"levels": []}}, "model.levels: must not be empty"),
+        ({"model": {"search_size": [1024]}}, "model.search_size: expected 2 values"),
+        ({"model": {"pretrained": 1}}, "model.pretrained: 1 is not true/false or a string"),
+        ({"train": {"lr": 1e-4, "min_lr": 1e-3}}, "train.min_lr"),
+        ({"train": 5}, "train: expected a mapping"),
+    ],
+)
+def test_bad_values_name_the_key(raw, message):
+    with pytest.raises(ConfigError) as err:
+        parse_params(raw)
+    assert message in str(err.value)
+
+
+def test_load_params_names_the_file_and_line(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("train:\n  lr: [1,\n")
+    with pytest.raises(ConfigError, match=r"params\.yaml: line \d+ is not valid YAML"):
+        load_params(path)
+    path.write_text("train:\n  iou_type: cio\n")
+    with pytest.raises(ConfigError, match=r"params\.yaml: train\.iou_type"):
+        load_params(path)
+    with pytest.raises(ConfigError, match="cannot read params file"):
+        load_params(tmp_path / "missing.yaml")
+
+
+def test_partial_sections_fill_defaults_and_flatten():
+    params = parse_params({"model": {"fusion": "average"}, "train": {"loss_weights": {"l1": 3}}})
+    assert params.model.fusion == "average"
+    assert params.model.corr_kernel == parse_params({}).model.corr_kernel
+    flat = to_flat_dict(params)
+    assert flat["model.fusion"] == "average"
+    assert flat["train.loss_weights.l1"] == 3.0
+    assert flat["model.levels"] == list(params.model.levels)
