@@ -38,6 +38,11 @@ class Paths:
         return self.prepared / "demo"
 
     @property
+    def reference_crops(self) -> Path:
+        """Reference photos ``prepare`` crops for formats without their own (COCO)."""
+        return self.prepared / "references"
+
+    @property
     def data_stats(self) -> Path:
         return self.root / "data" / "stats.json"
 

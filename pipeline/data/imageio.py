@@ -53,7 +53,7 @@ def _to_rgb(img: Image.Image, background: int) -> Image.Image:
     if img.mode.startswith("I;16") or img.mode == "I":
         # 16-bit greyscale (PNG/TIFF): convert("RGB") would clip everything above 255 to white.
         arr = np.asarray(img, dtype=np.float32) / 257.0
-        img = Image.fromarray(np.clip(arr + 0.5, 0, 255).astype(np.uint8), mode="L")
+        img = Image.fromarray(np.clip(arr + 0.5, 0, 255).astype(np.uint8))  # mode L
     if img.mode == "P" and "transparency" in img.info:
         img = img.convert("RGBA")
     if img.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
@@ -114,7 +114,8 @@ def pad_to_square(img: Image.Image, mode: PadMode = "constant", value: int = 0) 
     """Pad ``img`` to a ``max(w, h)`` square with the content centred (extra pixel bottom/right).
 
     ``constant`` fills with grey level ``value``; ``edge`` repeats the border pixels;
-    ``reflect`` mirrors the content (without repeating the border row/column).
+    ``reflect`` mirrors the content (without repeating the border row/column). ``edge`` and
+    ``reflect`` take 8-bit images (L, RGB, RGBA); :func:`load_rgb` output always is one.
     """
     if mode not in PAD_MODES:
         raise ValueError(f"pad mode {mode!r} is not one of {', '.join(PAD_MODES)}")
@@ -133,7 +134,7 @@ def pad_to_square(img: Image.Image, mode: PadMode = "constant", value: int = 0) 
     # numpy's reflect cannot mirror a 1-pixel-wide axis; edge is the only sensible answer there.
     if mode == "reflect" and min(arr.shape[:2]) == 1:
         mode = "edge"
-    return Image.fromarray(np.pad(arr, widths, mode=mode), mode=img.mode)
+    return Image.fromarray(np.pad(arr, widths, mode=mode))
 
 
 def square_template(

@@ -16,7 +16,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
 from pipeline.cli import UserError
-from pipeline.config import ModelConfig, Params, TrainConfig, to_flat_dict
+from pipeline.config import EvaluateConfig, ModelConfig, Params, TrainConfig, to_flat_dict
 from pipeline.data.dataset import EvalDataset, Sample, TrainDataset, collate, load_samples
 from pipeline.data.manifest import read_manifest
 from pipeline.detector import build_criterion, build_detector
@@ -163,7 +163,8 @@ def fit(params: Params, paths: Paths) -> dict:
         )
         row = {"epoch": epoch, **{f"train_{k}": v for k, v in epoch_stats.items()}}
         if info.is_main and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs):
-            ev = params.evaluate
+            # Default thresholds on purpose: tuning the evaluate section must never retrain.
+            ev = EvaluateConfig()
             val = validate(model, val_loader, val_gt, precision, device, ev.score_threshold, ev.nms_iou,
                            ev.max_detections, ev.iou_threshold, cfg.channels_last)
             row.update({f"val_{k}": v for k, v in val.items()})

@@ -1,0 +1,61 @@
+"""Stage ``prepare``: any supported data set (or the built-in demo) -> the canonical manifest.
+
+Writes ``data/prepared/`` (``manifest.csv``, ``rejected.csv``, ``demo/`` or ``references/`` when
+generated) in one atomic step, and ``data/stats.json``. Nothing else.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from pipeline.cli import UserError, run_stage
+from pipeline.config import load_params
+from pipeline.data.demo import generate_demo
+from pipeline.data.ingest import ingest, path_formatter
+from pipeline.io import atomic_dir, write_csv, write_json
+from pipeline.paths import Paths
+
+log = logging.getLogger(__name__)
+
+
+def main() -> None:
+    paths = Paths()
+    data = load_params(paths.params).data
+    with atomic_dir(paths.prepared) as staged:
+        # Everything is written into the staging folder, which becomes paths.prepared at the end.
+        def staged_path(final: Path) -> Path:
+            return staged / final.relative_to(paths.prepared)
+
+        if data.source == "demo":
+            if data.format not in ("auto", "cpn"):
+                raise UserError(f"data.format: {data.format!r} does not apply to the demo data (cpn); use auto")
+            source, fmt = staged_path(paths.demo_root), "cpn"
+            log.info("generating demo data in %s", paths.demo_root)
+            generate_demo(source, data.demo, data.seed)
+        else:
+            source, fmt = Path(data.source), data.format
+        result = ingest(
+            source,
+            fmt,
+            on_error=data.on_error,
+            val_fraction=data.val_fraction,
+            seed=data.seed,
+            crop_dir=staged_path(paths.reference_crops),
+            path_str=path_formatter(paths.root, {staged: paths.prepared}),
+        )
+        write_csv(staged_path(paths.manifest), result.manifest)
+        write_csv(staged_path(paths.rejected), result.rejected)
+    write_json(paths.data_stats, result.stats)
+    log.info(
+        "%s data: %d train / %d val frames, %d rejected -> %s",
+        result.format,
+        result.stats["train"]["frames"],
+        result.stats["val"]["frames"],
+        result.stats["rejected"],
+        paths.manifest,
+    )
+
+
+if __name__ == "__main__":
+    run_stage(main)
