@@ -63,7 +63,7 @@ PAN_MARGIN = 64  # background canvas margin that the camera pan may use, px
 SUPERSAMPLE = 2  # small objects are rendered at 2x and area-downsampled (anti-aliasing)
 
 # Random streams: each (stream, ids...) tuple gets its own independent generator.
-_STREAM_OBJECT, _STREAM_TEMPLATE, _STREAM_SEQUENCE, _STREAM_NOISE = 1, 2, 3, 4
+_STREAM_OBJECT, _STREAM_TEMPLATE, _STREAM_SEQUENCE, _STREAM_NOISE, _STREAM_ABSENT = 1, 2, 3, 4, 5
 
 # Aerial terrain palettes (RGB; flipped to BGR when used).
 _BIOMES: tuple[tuple[tuple[int, int, int], ...], ...] = (
@@ -396,7 +396,9 @@ def _aerial_background(rng: np.random.Generator, h: int, w: int, sun: np.ndarray
     rows = np.sin((xx * cos_c[cell] + yy * sin_c[cell]) * freq[cell]) * amp[cell]  # crop rows
     img = col.astype(np.float32)[cell]
     img *= (1.0 + rows + 0.12 * _noise(rng, h, w, 120.0, 3))[..., None]
-    img += (18.0 * _noise(rng, h, w, 60.0, 2))[..., None] * rng.uniform(-1, 1, 3).astype(np.float32)
+    # A faint hue drift towards green/brown keeps large fields from looking flat.
+    tint = np.array([-0.5, 1.0, 0.6], np.float32) * np.float32(rng.uniform(-1, 1))
+    img += (8.0 * _noise(rng, h, w, 60.0, 2))[..., None] * tint
     if rng.random() < 0.6:  # hedges / ditches along field borders
         edge = np.zeros((h, w), np.uint8)
         edge[1:] |= (cell[1:] != cell[:-1]).astype(np.uint8)
@@ -516,9 +518,19 @@ class DemoFrame:
     mask: np.ndarray | None  # bool (FRAME_H, FRAME_W): target pixels before occlusion
 
 
-def _occluder(
-    rng: np.random.Generator,
-) -> dict:
+def absent_frames(seed: int, cfg: DemoConfig, object_id: int, sequence: int) -> frozenset[int]:
+    """Indices of the frames of a sequence that leave the target out.
+
+    Stochastic rounding of ``absent_fraction * frames`` keeps the expected share exact even for
+    short sequences.
+    """
+    rng = _rng(seed, _STREAM_ABSENT, object_id, sequence)
+    frames = cfg.frames_per_sequence
+    n = min(int(math.floor(cfg.absent_fraction * frames + rng.uniform())), frames)
+    return frozenset(rng.choice(frames, n, replace=False).tolist())
+
+
+def _occluder(rng: np.random.Generator) -> dict:
     """Parameters of a tree canopy or pole that covers the target for a run of frames."""
     kind = "canopy" if rng.random() < 0.6 else "pole"
     colour = _TREES[int(rng.integers(len(_TREES)))] if kind == "canopy" else (70, 65, 60)
@@ -615,9 +627,7 @@ def render_sequence(
                 break
         tracks.append(tr)
 
-    # Which frames lack the target: stochastic rounding keeps the expected share exact.
-    n_absent = int(math.floor(cfg.absent_fraction * frames + rng.uniform()))
-    absent = set(rng.choice(frames, min(n_absent, frames), replace=False).tolist())
+    absent = absent_frames(seed, cfg, object_id, sequence)
     occ_run: set[int] = set()
     occ = _occluder(rng)
     if rng.random() < 0.4:

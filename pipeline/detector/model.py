@@ -1,0 +1,175 @@
+"""The reference-guided detector and its builders (the only code here that reads config)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .backbone import Backbone
+from .correlation import Correlation
+from .fpn import FPN
+from .fusion import TemplateFusion
+from .head import DetectionHead, decode_boxes, ltrb_from_raw
+from .losses import DetectionCriterion
+
+if TYPE_CHECKING:  # config is read only by the builders
+    from pipeline.config import ModelConfig, TrainConfig
+
+__all__ = ["ReferenceDetector", "build_detector", "build_criterion"]
+
+
+def _pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
+    """Zero-pad the bottom/right of ``[..., H, W]`` up to multiples of ``multiple``."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    return F.pad(x, (0, pw, 0, ph)) if ph or pw else x
+
+
+class ReferenceDetector(nn.Module):
+    """Find the object shown in 1..K reference photos (templates) in a search image.
+
+    One backbone + FPN encodes both the templates and the search image. Per pyramid level the K
+    template maps are fused (:class:`TemplateFusion`) and depth-wise correlated with the search map
+    (:class:`Correlation`); the correlation maps of all levels are upsampled (bilinear) to the
+    finest level, combined with learned softmax weights, concatenated with the finest search
+    features and fed to the anchor-free head (:class:`DetectionHead`). Detection happens at the
+    finest level's stride (``stride``, e.g. 4 for levels ``[2, 3]``).
+
+    Images are float RGB in ``[0, 1]``, ``[..., 3, H, W]``; the backbone's mean/std normalisation
+    is applied inside. Any size works: inputs are zero-padded (after normalisation) on the
+    bottom/right to a multiple of the coarsest stride, and the outputs cover
+    ``ceil(H / stride) x ceil(W / stride)`` cells. The network is fully convolutional, so weights
+    trained on crops apply to full frames.
+
+    Args:
+        backbone: the shared feature extractor.
+        fpn_channels: channels of the FPN outputs (and of the template / correlation maps).
+        fusion: ``"attention"`` or ``"average"`` (see :class:`TemplateFusion`).
+        corr_kernel: side of the template kernel per level.
+        corr_normalize: cosine-normalised correlation (see :class:`Correlation`).
+        head_channels: channels of the head's hidden convs.
+        head_convs: number of hidden conv blocks of the head.
+        box_prior_px: initial predicted distance from cell centre to each box side, in pixels.
+    """
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        fpn_channels: int = 64,
+        fusion: Literal["attention", "average"] = "attention",
+        corr_kernel: int = 3,
+        corr_normalize: bool = True,
+        head_channels: int = 64,
+        head_convs: int = 2,
+        box_prior_px: float = 32.0,
+    ):
+        super().__init__()
+        self.backbone = backbone
+        self.fpn = FPN(backbone.channels, fpn_channels)
+        n = len(backbone.strides)
+        self.fusions = nn.ModuleList(TemplateFusion(fpn_channels, fusion) for _ in range(n))
+        self.correlation = Correlation(corr_kernel, corr_normalize)
+        self.level_logits = nn.Parameter(torch.zeros(n))  # softmax -> weight of each level's correlation
+        self.stride = int(backbone.strides[0])
+        self.pad_multiple = int(max(backbone.strides))
+        self.head = DetectionHead(2 * fpn_channels, head_channels, head_convs, box_prior=box_prior_px / self.stride)
+        self.register_buffer("pixel_mean", torch.tensor(backbone.mean).view(3, 1, 1), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(backbone.std).view(3, 1, 1), persistent=False)
+
+    # -- features ----------------------------------------------------------------------------
+
+    def _features(self, images: Tensor) -> list[Tensor]:
+        """``[N, 3, H, W]`` in [0, 1] -> FPN maps, finest first."""
+        x = (images - self.pixel_mean.to(images.dtype)) / self.pixel_std.to(images.dtype)
+        x = _pad_to_multiple(x, self.pad_multiple)
+        return self.fpn(self.backbone(x))
+
+    def encode_templates(self, templates: Tensor, mask: Tensor | None = None) -> list[Tensor]:
+        """Fused template features, one ``[B, fpn_channels, h_l, w_l]`` per level.
+
+        Args:
+            templates: ``[B, K, 3, T, T]`` (``[B, 3, T, T]`` is taken as K = 1).
+            mask: ``[B, K]`` bool, True for real templates (padding templates are ignored).
+
+        The result depends only on the templates, so it can be computed once per object and
+        passed to :meth:`detect` for every frame (a batch of 1 is broadcast over the frames).
+        """
+        if templates.dim() == 4:
+            templates = templates.unsqueeze(1)
+        if templates.dim() != 5 or templates.shape[2] != 3:
+            raise ValueError(f"encode_templates: expected templates [B, K, 3, T, T], got {tuple(templates.shape)}")
+        b, k = templates.shape[:2]
+        feats = self._features(templates.flatten(0, 1))
+        return [fuse(f.reshape(b, k, *f.shape[1:]), mask) for fuse, f in zip(self.fusions, feats)]
+
+    def detect(self, search: Tensor, templates_encoded: Sequence[Tensor]) -> dict[str, Any]:
+        """Detect in ``search [B, 3, H, W]`` given :meth:`encode_templates` output.
+
+        Returns a dict:
+            ``logits`` ``[B, H0, W0]`` objectness logits;
+            ``ltrb`` ``[B, 4, H0, W0]`` fp32 distances (px) from each cell centre to the box sides;
+            ``boxes`` ``[B, H0 * W0, 4]`` fp32 ``xyxy`` boxes in input pixels, row-major cells;
+            ``stride`` int, pixels per cell; ``image_size`` ``(H, W)`` of the input;
+        with ``H0 = ceil(H / stride)``, ``W0 = ceil(W / stride)``.
+        """
+        if search.dim() != 4 or search.shape[1] != 3:
+            raise ValueError(f"detect: expected search [B, 3, H, W], got {tuple(search.shape)}")
+        if len(templates_encoded) != len(self.fusions):
+            raise ValueError(f"detect: expected {len(self.fusions)} template levels, got {len(templates_encoded)}")
+        b, _, h, w = search.shape
+        feats = self._features(search)
+        size0 = feats[0].shape[-2:]
+        level_w = self.level_logits.softmax(0)
+        fused = None
+        for i, (f, t) in enumerate(zip(feats, templates_encoded)):
+            if t.shape[0] != b:
+                if t.shape[0] != 1:
+                    raise ValueError(f"detect: template batch {t.shape[0]} does not match search batch {b}")
+                t = t.expand(b, *t.shape[1:])
+            c = self.correlation(f, t)
+            if c.shape[-2:] != size0:
+                c = F.interpolate(c, size=size0, mode="bilinear", align_corners=False)
+            c = c * level_w[i].to(c.dtype)
+            fused = c if fused is None else fused + c
+        logits, raw = self.head(torch.cat([fused, feats[0]], dim=1))
+        h0, w0 = -(-h // self.stride), -(-w // self.stride)
+        logits = logits[:, 0, :h0, :w0]
+        ltrb = ltrb_from_raw(raw[:, :, :h0, :w0], self.stride)
+        return {
+            "logits": logits,
+            "ltrb": ltrb,
+            "boxes": decode_boxes(ltrb, self.stride),
+            "stride": self.stride,
+            "image_size": (h, w),
+        }
+
+    def forward(self, templates: Tensor, search: Tensor, template_mask: Tensor | None = None) -> dict[str, Any]:
+        """``detect(search, encode_templates(templates, template_mask))``."""
+        return self.detect(search, self.encode_templates(templates, template_mask))
+
+
+def build_detector(cfg: ModelConfig) -> ReferenceDetector:
+    """The detector described by the ``model`` section of params.yaml."""
+    backbone = Backbone(cfg.backbone, cfg.levels, cfg.pretrained)
+    return ReferenceDetector(
+        backbone,
+        fpn_channels=cfg.fpn_channels,
+        fusion=cfg.fusion,
+        corr_kernel=cfg.corr_kernel,
+        corr_normalize=cfg.corr_normalize,
+        head_channels=cfg.head_channels,
+    )
+
+
+def build_criterion(cfg: TrainConfig) -> DetectionCriterion:
+    """The criterion described by the ``train`` section (weights: ``cfg.loss_weights``)."""
+    return DetectionCriterion(
+        iou_type=cfg.iou_type,
+        focal_alpha=cfg.focal_alpha,
+        focal_gamma=cfg.focal_gamma,
+        pos_radius=cfg.pos_radius,
+    )

@@ -1,0 +1,153 @@
+"""Builders of tiny but real data sets in every supported layout, for tests of any stage.
+
+Import them (``from tests.datasets import make_cpn_dataset``) or use the fixtures in
+``tests/conftest.py``. Images are small random-noise pictures written with PIL: frames
+:data:`FRAME_SIZE`, reference photos :data:`TEMPLATE_SIZE`. Every frame with a target has the
+pixel box :data:`BOX` unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+from PIL import Image
+
+FRAME_SIZE = (128, 96)  # width, height
+TEMPLATE_SIZE = (64, 64)
+BOX = (30.0, 20.0, 70.0, 50.0)  # x1, y1, x2, y2 in pixels: long side 40 px
+FRAMES = (0, 1, 2, 10, 11)  # two sequences per object: 0-2 and 10-11
+TRAIN_OBJECTS = ("1", "2", "3")
+VAL_OBJECTS = ("4", "5")
+
+
+def write_image(path: Path, size: tuple[int, int] = FRAME_SIZE, seed: int = 0) -> Path:
+    """A noise image of ``size`` (width, height); the format follows the suffix."""
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path)
+    return path
+
+
+def truncate(path: Path, keep: float = 0.5) -> Path:
+    """Cut ``path`` to ``keep`` of its bytes, like an interrupted copy."""
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+    return path
+
+
+def yolo_line(box: Sequence[float], size: tuple[int, int] = FRAME_SIZE, cls: int = 0) -> str:
+    """``cls cx cy w h`` normalised, as cpn labels hold it."""
+    (x1, y1, x2, y2), (w, h) = box, size
+    return f"{cls} {(x1 + x2) / 2 / w:.6f} {(y1 + y2) / 2 / h:.6f} {(x2 - x1) / w:.6f} {(y2 - y1) / h:.6f}\n"
+
+
+def _split_dirs(root: Path, train: Iterable[str], val: Iterable[str], split: bool) -> list[tuple[Path, str]]:
+    """(base folder, object id) for every object; base is root/<split> or root without split."""
+    if split:
+        return [(root / "train", o) for o in train] + [(root / "val", o) for o in val]
+    return [(root, o) for o in [*train, *val]]
+
+
+def make_cpn_dataset(
+    root: Path,
+    *,
+    train: Sequence[str] = TRAIN_OBJECTS,
+    val: Sequence[str] = VAL_OBJECTS,
+    frames: Sequence[int] = FRAMES,
+    absent: Sequence[int] = (2,),
+    templates: int = 2,
+    split: bool = True,
+    box: Sequence[float] = BOX,
+) -> Path:
+    """A cpn data set (see :mod:`pipeline.data.formats.cpn`): every object gets ``templates``
+    reference photos and frames numbered ``frames``; those in ``absent`` have empty labels.
+    ``split=False`` puts everything directly under ``root`` (no train/val of its own)."""
+    for seed, (base, obj) in enumerate(_split_dirs(root, train, val, split)):
+        for k in range(1, templates + 1):
+            write_image(base / "templates" / f"Class_{obj}_ref_{k}.jpg", TEMPLATE_SIZE, seed * 100 + k)
+        for sub in ("images", "labels"):
+            (base / "search" / sub).mkdir(parents=True, exist_ok=True)
+        for n in frames:
+            stem = f"Class_{obj}_frame_{n}"
+            write_image(base / "search" / "images" / f"{stem}.jpg", FRAME_SIZE, seed * 1000 + n)
+            text = "" if n in absent else yolo_line(box)
+            (base / "search" / "labels" / f"{stem}.txt").write_text(text)
+    return root
+
+
+def make_refdet_dataset(
+    root: Path,
+    *,
+    train: Sequence[str] = TRAIN_OBJECTS,
+    val: Sequence[str] = VAL_OBJECTS,
+    frames: Sequence[int] = FRAMES,
+    absent: Sequence[int] = (2,),
+    templates: int = 2,
+    split: bool = True,
+    box: Sequence[float] = BOX,
+) -> Path:
+    """A refdet data set (see :mod:`pipeline.data.formats.refdet`), like :func:`make_cpn_dataset`;
+    object ids are prefixed ``obj`` (``1`` -> ``obj1``)."""
+    for seed, (base, obj) in enumerate(_split_dirs(root, train, val, split)):
+        obj = f"obj{obj}"
+        for k in range(1, templates + 1):
+            write_image(root / "templates" / obj / f"photo_{k}.jpg", TEMPLATE_SIZE, seed * 100 + k)
+        for sub in ("images", "labels"):
+            (base / "search" / sub).mkdir(parents=True, exist_ok=True)
+        for n in frames:
+            stem = f"{obj}_frame_{n}"
+            write_image(base / "search" / "images" / f"{stem}.jpg", FRAME_SIZE, seed * 1000 + n)
+            text = "" if n in absent else " ".join(f"{v:g}" for v in box) + "\n"
+            (base / "search" / "labels" / f"{stem}.txt").write_text(text)
+    return root
+
+
+def coco_box(image_index: int) -> list[float]:
+    """COCO ``[x, y, w, h]`` of the main instance in image ``image_index`` of a category: the
+    earlier the image, the larger the box, so reference ranking is predictable."""
+    side = 60.0 - 4 * image_index
+    return [10.0, 8.0, side, side * 0.75]
+
+
+def make_coco_dataset(
+    root: Path,
+    *,
+    categories: Sequence[int] = (1, 2, 3, 4, 5),
+    images_per_category: int = 5,
+    splits: Sequence[str] | None = ("train", "val"),
+) -> Path:
+    """A COCO data set (see :mod:`pipeline.data.formats.coco`).
+
+    Per split (or one ``instances_all.json`` with ``splits=None``), each category has
+    ``images_per_category`` images; image ``i`` holds its main instance at :func:`coco_box`,
+    a smaller second instance of the same category, and a crowd region. Image ids are unique
+    over all files.
+    """
+    next_image, next_ann = 1, 1
+    for split in splits or [None]:
+        name = split or "all"
+        folder = root / "images" / name if split else root / "images"
+        doc: dict = {
+            "images": [],
+            "annotations": [],
+            "categories": [{"id": c, "name": f"thing{c}"} for c in categories],
+        }
+        for cat in categories:
+            for i in range(images_per_category):
+                file_name = f"img_{next_image:04d}.jpg"
+                write_image(folder / file_name, FRAME_SIZE, next_image)
+                doc["images"].append({"id": next_image, "file_name": file_name, "width": FRAME_SIZE[0], "height": FRAME_SIZE[1]})
+                for bbox, crowd in ((coco_box(i), 0), ([90.0, 60.0, 12.0, 10.0], 0), ([0.0, 0.0, 120.0, 90.0], 1)):
+                    doc["annotations"].append(
+                        {"id": next_ann, "image_id": next_image, "category_id": cat, "bbox": bbox,
+                         "area": bbox[2] * bbox[3], "iscrowd": crowd}
+                    )
+                    next_ann += 1
+                next_image += 1
+        (root / "annotations").mkdir(parents=True, exist_ok=True)
+        (root / "annotations" / f"instances_{name}.json").write_text(json.dumps(doc))
+    return root

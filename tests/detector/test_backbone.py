@@ -1,0 +1,139 @@
+import time
+
+import pytest
+import timm
+import torch
+
+from pipeline.detector import Backbone, available_levels
+from pipeline.detector import backbone as backbone_mod
+
+
+@pytest.mark.parametrize(
+    "name, levels, channels",
+    [
+        ("convnext_atto", [2, 3], [40, 80]),
+        ("convnext_atto", [3, 4, 5], [80, 160, 320]),
+        ("resnet18", [2, 3], [64, 128]),
+        ("resnet18", [3, 4, 5], [128, 256, 512]),
+    ],
+)
+def test_levels_channels_strides(name, levels, channels):
+    bb = Backbone(name, levels)
+    assert bb.levels == levels
+    assert bb.channels == channels
+    assert bb.strides == [2**lvl for lvl in levels]
+    feats = bb(torch.rand(1, 3, 64, 96))
+    assert [tuple(f.shape) for f in feats] == [(1, c, 64 // s, 96 // s) for c, s in zip(channels, bb.strides)]
+
+
+def test_truncated_after_last_level():
+    small, full = Backbone("convnext_atto", [2, 3]), Backbone("convnext_atto", [2, 3, 4, 5])
+    assert sum(p.numel() for p in small.parameters()) < sum(p.numel() for p in full.parameters()) / 4
+
+
+def test_available_levels():
+    assert available_levels("convnext_atto") == [2, 3, 4, 5]
+    assert available_levels("resnet18") == [1, 2, 3, 4, 5]
+
+
+def test_bad_level_names_level_and_available():
+    with pytest.raises(ValueError, match=r"no level 1 \(stride 2\); available levels: \[2, 3, 4, 5\]"):
+        Backbone("convnext_atto", [1, 2])
+
+
+def test_levels_must_increase():
+    with pytest.raises(ValueError, match="strictly increasing"):
+        Backbone("convnext_atto", [3, 2])
+
+
+def test_unknown_model():
+    with pytest.raises(ValueError, match="not a timm model"):
+        Backbone("convnext_attoo_nope", [2])
+
+
+def test_missing_weights_file(tmp_path):
+    path = tmp_path / "nope.safetensors"
+    with pytest.raises(FileNotFoundError, match=str(path)):
+        Backbone("convnext_atto", [2, 3], pretrained=str(path))
+
+
+def test_unsupported_weights_suffix(tmp_path):
+    path = tmp_path / "weights.txt"
+    path.write_text("x")
+    with pytest.raises(ValueError, match="unsupported suffix"):
+        Backbone("convnext_atto", [2, 3], pretrained=path)
+
+
+def _assert_loaded(bb: Backbone, ref_sd: dict):
+    sd = bb.body.state_dict()
+    assert sd, "empty backbone"
+    for k, v in sd.items():
+        assert torch.equal(v, ref_sd[k]), k
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pth"])
+def test_local_weights_round_trip(tmp_path, suffix):
+    ref = timm.create_model("convnext_atto", pretrained=False)
+    sd = {k: v.contiguous() for k, v in ref.state_dict().items()}
+    path = tmp_path / f"convnext_atto{suffix}"
+    if suffix == ".safetensors":
+        from safetensors.torch import save_file
+
+        save_file(sd, str(path))
+    else:
+        torch.save({"state_dict": sd}, path)
+    bb = Backbone("convnext_atto", [2, 3], pretrained=str(path))
+    # features_only flattens module names: stem.0 -> stem_0, stages.0 -> stages_0
+    flat = {k.replace("stem.", "stem_", 1).replace("stages.", "stages_", 1): v for k, v in sd.items()}
+    _assert_loaded(bb, flat)
+    rand = Backbone("convnext_atto", [2, 3])
+    assert not torch.equal(rand.body.stem_0.weight, bb.body.stem_0.weight)
+
+
+def test_backbone_checkpoint_round_trip(tmp_path):
+    src = Backbone("resnet18", [3, 4])
+    path = tmp_path / "bb.pth"
+    torch.save({f"backbone.body.{k}": v for k, v in src.body.state_dict().items()} | {"head.w": torch.zeros(1)}, path)
+    bb = Backbone("resnet18", [3, 4], pretrained=path)
+    _assert_loaded(bb, src.body.state_dict())
+
+
+def test_wrong_weights_file(tmp_path):
+    path = tmp_path / "other.pth"
+    torch.save(timm.create_model("resnet18", pretrained=False).state_dict(), path)
+    with pytest.raises(ValueError, match="does not fit backbone 'convnext_atto'"):
+        Backbone("convnext_atto", [2, 3], pretrained=path)
+
+
+def test_hub_offline_fails_fast(monkeypatch):
+    monkeypatch.setattr("huggingface_hub.try_to_load_from_cache", lambda *a, **k: None)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    t0 = time.monotonic()
+    with pytest.raises(RuntimeError, match="set model.pretrained to that file's path"):
+        Backbone("convnext_atto", [2, 3], pretrained=True)
+    assert time.monotonic() - t0 < 10
+
+
+def test_hub_unreachable_fails_fast(monkeypatch):
+    monkeypatch.setattr("huggingface_hub.try_to_load_from_cache", lambda *a, **k: None)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+
+    def refuse(*a, **k):
+        raise OSError("Name or service not known")
+
+    monkeypatch.setattr(backbone_mod.socket, "create_connection", refuse)
+    with pytest.raises(RuntimeError, match="unreachable"):
+        Backbone("convnext_atto", [2, 3], pretrained=True)
+
+
+def test_hub_cache_is_used(monkeypatch, tmp_path):
+    from safetensors.torch import save_file
+
+    ref = timm.create_model("convnext_atto", pretrained=False)
+    path = tmp_path / "model.safetensors"
+    save_file({k: v.contiguous() for k, v in ref.state_dict().items()}, str(path))
+    monkeypatch.setattr("huggingface_hub.try_to_load_from_cache", lambda *a, **k: str(path))
+    monkeypatch.setattr(backbone_mod.socket, "create_connection", None)  # must not touch the network
+    bb = Backbone("convnext_atto", [2], pretrained=True)
+    assert torch.equal(bb.body.stem_0.weight, ref.stem[0].weight)

@@ -1,0 +1,53 @@
+"""Real DVC in a temp git repo: stages run, a second repro is a no-op, a change re-runs only its stages."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from pipeline.paths import Paths
+from tests.pipeline_repo import REPO, dvc, make_pipeline_repo, set_params
+
+
+def _ran(output: str, stage: str) -> bool:
+    return f"Running stage '{stage}'" in output
+
+
+def test_dvc_yaml_paths_agree_with_pipeline_paths():
+    stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    paths = Paths()
+    outs = {name: [next(iter(o)) if isinstance(o, dict) else o for o in s.get("outs", [])] for name, s in stages.items()}
+    metrics = {name: [next(iter(m)) if isinstance(m, dict) else m for m in s.get("metrics", [])] for name, s in stages.items()}
+    assert str(paths.prepared) in outs["prepare"]
+    assert str(paths.data_stats) in metrics["prepare"]
+    assert str(paths.templates) in outs["resize_templates"]
+    assert str(paths.models) in outs["train"]
+    assert str(paths.train_metrics) in metrics["train"]
+    for name, stage in stages.items():
+        assert stage["cmd"] == f"python -m pipeline.{name}"
+        assert f"pipeline/{name}.py" in stage["deps"]
+        for dep in stage["deps"]:
+            assert (REPO / dep).exists(), f"dvc.yaml stage {name}: dep {dep} does not exist"
+
+
+@pytest.mark.slow
+def test_data_stages_repro_noop_and_partial_rerun(tmp_path):
+    root = make_pipeline_repo(tmp_path / "repo")
+    first = dvc(root, "repro", "resize_templates")
+    assert _ran(first.stdout, "prepare") and _ran(first.stdout, "resize_templates")
+    assert (root / "data/prepared/manifest.csv").is_file()
+    assert (root / "data/templates/templates.csv").is_file()
+    stats = json.loads((root / "data/stats.json").read_text())
+    assert stats  # declared as DVC metrics
+    shown = dvc(root, "metrics", "show", "--json")
+    assert "data/stats.json" in shown.stdout
+
+    second = dvc(root, "repro", "resize_templates")
+    assert not _ran(second.stdout, "prepare") and not _ran(second.stdout, "resize_templates")
+
+    set_params(root, {"templates": {"size": 48}})
+    third = dvc(root, "repro", "resize_templates")
+    assert not _ran(third.stdout, "prepare")
+    assert _ran(third.stdout, "resize_templates")
