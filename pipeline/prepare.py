@@ -29,7 +29,9 @@ def main() -> None:
 
         if data.source == "demo":
             if data.format not in ("auto", "cpn"):
-                raise UserError(f"data.format: {data.format!r} does not apply to the demo data (cpn); use auto")
+                raise UserError(
+                    f"data.format: {data.format!r} does not apply to the demo data (cpn); use auto"
+                )
             source, fmt = staged_path(paths.demo_root), "cpn"
             log.info("generating demo data in %s", paths.demo_root)
             generate_demo(source, data.demo, data.seed)

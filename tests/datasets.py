@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -45,11 +45,20 @@ def yolo_line(box: Sequence[float], size: tuple[int, int] = FRAME_SIZE, cls: int
     return f"{cls} {(x1 + x2) / 2 / w:.6f} {(y1 + y2) / 2 / h:.6f} {(x2 - x1) / w:.6f} {(y2 - y1) / h:.6f}\n"
 
 
-def _split_dirs(root: Path, train: Iterable[str], val: Iterable[str], split: bool) -> list[tuple[Path, str]]:
-    """(base folder, object id) for every object; base is root/<split> or root without split."""
-    if split:
-        return [(root / "train", o) for o in train] + [(root / "val", o) for o in val]
-    return [(root, o) for o in [*train, *val]]
+def _write_frames(base: Path, stem_of: Callable[[int], str], frames, absent, label: str, seed: int) -> None:
+    """``base/search/{images,labels}``: a noise frame per number, empty labels for ``absent``."""
+    for sub in ("images", "labels"):
+        (base / "search" / sub).mkdir(parents=True, exist_ok=True)
+    for n in frames:
+        write_image(base / "search" / "images" / f"{stem_of(n)}.jpg", FRAME_SIZE, seed * 1000 + n)
+        (base / "search" / "labels" / f"{stem_of(n)}.txt").write_text("" if n in absent else label)
+
+
+def _objects(root: Path, train: Iterable[str], val: Iterable[str], split: bool) -> list[tuple[int, Path, str]]:
+    """(seed, base folder, object id) per object; base is root/<split>, or root without split."""
+    bases = [(root / "train" if split else root, o) for o in train]
+    bases += [(root / "val" if split else root, o) for o in val]
+    return [(seed, base, obj) for seed, (base, obj) in enumerate(bases)]
 
 
 def make_cpn_dataset(
@@ -66,16 +75,10 @@ def make_cpn_dataset(
     """A cpn data set (see :mod:`pipeline.data.formats.cpn`): every object gets ``templates``
     reference photos and frames numbered ``frames``; those in ``absent`` have empty labels.
     ``split=False`` puts everything directly under ``root`` (no train/val of its own)."""
-    for seed, (base, obj) in enumerate(_split_dirs(root, train, val, split)):
+    for seed, base, obj in _objects(root, train, val, split):
         for k in range(1, templates + 1):
             write_image(base / "templates" / f"Class_{obj}_ref_{k}.jpg", TEMPLATE_SIZE, seed * 100 + k)
-        for sub in ("images", "labels"):
-            (base / "search" / sub).mkdir(parents=True, exist_ok=True)
-        for n in frames:
-            stem = f"Class_{obj}_frame_{n}"
-            write_image(base / "search" / "images" / f"{stem}.jpg", FRAME_SIZE, seed * 1000 + n)
-            text = "" if n in absent else yolo_line(box)
-            (base / "search" / "labels" / f"{stem}.txt").write_text(text)
+        _write_frames(base, lambda n: f"Class_{obj}_frame_{n}", frames, absent, yolo_line(box), seed)
     return root
 
 
@@ -92,17 +95,11 @@ def make_refdet_dataset(
 ) -> Path:
     """A refdet data set (see :mod:`pipeline.data.formats.refdet`), like :func:`make_cpn_dataset`;
     object ids are prefixed ``obj`` (``1`` -> ``obj1``)."""
-    for seed, (base, obj) in enumerate(_split_dirs(root, train, val, split)):
-        obj = f"obj{obj}"
+    label = " ".join(f"{v:g}" for v in box) + "\n"
+    for seed, base, obj in _objects(root, train, val, split):
         for k in range(1, templates + 1):
-            write_image(root / "templates" / obj / f"photo_{k}.jpg", TEMPLATE_SIZE, seed * 100 + k)
-        for sub in ("images", "labels"):
-            (base / "search" / sub).mkdir(parents=True, exist_ok=True)
-        for n in frames:
-            stem = f"{obj}_frame_{n}"
-            write_image(base / "search" / "images" / f"{stem}.jpg", FRAME_SIZE, seed * 1000 + n)
-            text = "" if n in absent else " ".join(f"{v:g}" for v in box) + "\n"
-            (base / "search" / "labels" / f"{stem}.txt").write_text(text)
+            write_image(root / "templates" / f"obj{obj}" / f"photo_{k}.jpg", TEMPLATE_SIZE, seed * 100 + k)
+        _write_frames(base, lambda n: f"obj{obj}_frame_{n}", frames, absent, label, seed)
     return root
 
 

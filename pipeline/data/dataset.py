@@ -217,7 +217,7 @@ def _pack(image: np.ndarray, box, templates: np.ndarray, index: int) -> dict:
     return {
         "search": torch.from_numpy(to_tensor_array(image)),
         "templates": torch.from_numpy(templates),
-        "box": torch.tensor(box if box is not None else [float("nan")] * 4, dtype=torch.float32),
+        "boxes": torch.tensor(box if box is not None else [float("nan")] * 4, dtype=torch.float32),
         "present": torch.tensor(box is not None),
         "index": torch.tensor(index),
     }
@@ -226,7 +226,7 @@ def _pack(image: np.ndarray, box, templates: np.ndarray, index: int) -> dict:
 def collate(batch: list[dict]) -> dict:
     """Stack samples; templates are padded to the largest K in the batch with a validity mask.
 
-    Returns search [B,3,H,W], templates [B,K,3,T,T], template_mask [B,K] bool, box [B,4] (NaN when
+    Returns search [B,3,H,W], templates [B,K,3,T,T], template_mask [B,K] bool, boxes [B,4] (NaN when
     absent), present [B] bool, index [B] (and scale [B,4] for evaluation batches).
     """
     k_max = max(item["templates"].shape[0] for item in batch)

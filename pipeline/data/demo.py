@@ -52,15 +52,16 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from pipeline.config import DemoConfig
+from pipeline.config import ConfigError, DemoConfig
 
 FRAME_W, FRAME_H = 1024, 576
 TEMPLATES_PER_OBJECT = 3
 MAX_FRAMES_PER_SEQUENCE = 999  # frame n = s*1000 + i must leave a numbering gap between sequences
 TARGET_MIN_SIDE, TARGET_MAX_SIDE = 40.0, 96.0  # long side of the target box in frames, px
 MAX_OCCLUSION = 0.30  # at most this share of the target's mask is covered
-PAN_MARGIN = 64  # background canvas margin that the camera pan may use, px
-SUPERSAMPLE = 2  # small objects are rendered at 2x and area-downsampled (anti-aliasing)
+PAN_MARGIN = 64  # most background canvas margin the camera pan may use, px
+SUPERSAMPLE = 2  # objects are rendered at 2x and area-downsampled (anti-aliasing)
+PHOTO_WORK_SIZE = 512  # reference photos are composed at most this large, then upscaled
 
 # Random streams: each (stream, ids...) tuple gets its own independent generator.
 _STREAM_OBJECT, _STREAM_TEMPLATE, _STREAM_SEQUENCE, _STREAM_NOISE, _STREAM_ABSENT = 1, 2, 3, 4, 5
@@ -99,18 +100,28 @@ def _rot(angle: float) -> np.ndarray:
 
 def _noise(rng: np.random.Generator, h: int, w: int, cell: float, octaves: int = 3) -> np.ndarray:
     """Smooth value noise (sum of upsampled random grids), roughly zero mean, float32 (h, w)."""
-    out = np.zeros((h, w), np.float32)
+    # Smooth noise is summed at reduced resolution (finest octave still >= 2 px a cell), then
+    # upsampled once: same look, a fraction of the full-size passes.
+    k = int(max(1, min(8, cell / 2 ** (octaves - 1) / 2)))
+    sh, sw = -(-h // k), -(-w // k)
+    cell /= k
+    out = np.zeros((sh, sw), np.float32)
     amp, total = 1.0, 0.0
     for _ in range(octaves):
-        grid = rng.standard_normal((max(2, int(h / cell) + 2), max(2, int(w / cell) + 2)))
-        out += amp * cv2.resize(grid.astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
+        grid = rng.standard_normal((max(2, int(sh / cell) + 2), max(2, int(sw / cell) + 2)))
+        out += amp * cv2.resize(grid.astype(np.float32), (sw, sh), interpolation=cv2.INTER_CUBIC)
         total += amp
         amp *= 0.5
         cell /= 2.0
-    return out / total
+    out /= total
+    if k > 1:
+        out = cv2.resize(out, (sw * k, sh * k), interpolation=cv2.INTER_LINEAR)[:h, :w]
+    return np.ascontiguousarray(out)
 
 
-def _paste(dst: np.ndarray, x0: int, y0: int, colour: np.ndarray | float, alpha: np.ndarray) -> None:
+def _paste(
+    dst: np.ndarray, x0: int, y0: int, colour: np.ndarray | float, alpha: np.ndarray
+) -> None:
     """Alpha-blend a patch into ``dst`` (float32 HxWx3) at (x0, y0), clipping to its bounds."""
     h, w = alpha.shape
     xa, ya = max(x0, 0), max(y0, 0)
@@ -131,7 +142,8 @@ def _shade(dst: np.ndarray, x0: int, y0: int, alpha: np.ndarray, strength: float
 
 
 def _to_uint8(img: np.ndarray) -> np.ndarray:
-    return np.clip(img + 0.5, 0, 255).astype(np.uint8)
+    """Round and saturate a float image to uint8 (negative values must not wrap, hence the max)."""
+    return cv2.convertScaleAbs(np.maximum(img, 0, out=img))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -161,7 +173,8 @@ def _primitive(rng: np.random.Generator, radius: float) -> np.ndarray:
     if kind == "polygon":
         n = int(rng.integers(3, 9))
         # Evenly spread angles with jitter keep the polygon from collapsing into a sliver.
-        ang = np.linspace(0, 2 * math.pi, n, endpoint=False) + rng.uniform(-0.3, 0.3, n) * (math.pi / n)
+        ang = np.linspace(0, 2 * math.pi, n, endpoint=False)
+        ang += rng.uniform(-0.3, 0.3, n) * (math.pi / n)
         r = rng.uniform(0.7, 1.0, n)
         pts = np.stack([r * np.cos(ang), r * np.sin(ang)], 1)
     elif kind == "ellipse":
@@ -190,7 +203,8 @@ def object_spec(seed: int, object_id: int) -> ObjectSpec:
     parts = [_primitive(rng, 1.0)]
     for _ in range(int(rng.integers(0, 3))):
         ang, dist = rng.uniform(0, 2 * math.pi), rng.uniform(0.35, 0.8)
-        parts.append(_primitive(rng, rng.uniform(0.35, 0.7)) + dist * np.array([math.cos(ang), math.sin(ang)]))
+        offset = dist * np.array([math.cos(ang), math.sin(ang)])
+        parts.append(_primitive(rng, rng.uniform(0.35, 0.7)) + offset)
     allv = np.concatenate(parts)
     centre = (allv.min(0) + allv.max(0)) / 2
     scale = np.linalg.norm(allv - centre, axis=1).max()
@@ -251,9 +265,9 @@ def render_object(
 ) -> tuple[int, int, np.ndarray, np.ndarray]:
     """Rasterise ``spec`` under ``affine`` (2x3, object units -> canvas px, pixel centres integer).
 
-    Returns ``(x0, y0, colour, alpha)``: a float32 BGR patch and its coverage in [0, 1] whose top-left
-    pixel sits at canvas (x0, y0). ``light`` = (angle in object coords, strength) shades the object
-    with a linear gradient; ``ss`` > 1 supersamples for anti-aliasing.
+    Returns ``(x0, y0, colour, alpha)``: a float32 BGR patch and its coverage in [0, 1] whose
+    top-left pixel sits at canvas (x0, y0). ``light`` = (angle in object coords, strength) shades
+    the object with a linear gradient; ``ss`` > 1 supersamples for anti-aliasing.
     """
     lin, t = affine[:, :2], affine[:, 2]
     verts = [p @ lin.T + t for p in spec.polygons]
@@ -307,7 +321,9 @@ def _photo_background(rng: np.random.Generator, size: int) -> np.ndarray:
     """A ground-level backdrop: wall / floor split by a tilted horizon, gradients, grain, tiles."""
     yy = np.linspace(0, 1, size, dtype=np.float32)[:, None]
     xx = np.linspace(0, 1, size, dtype=np.float32)[None, :]
-    cols = [_hsv_bgr(rng.uniform(0, 1), rng.uniform(0.0, 0.5), rng.uniform(0.2, 0.95)) for _ in range(4)]
+    cols = [
+        _hsv_bgr(rng.uniform(0, 1), rng.uniform(0.0, 0.5), rng.uniform(0.2, 0.95)) for _ in range(4)
+    ]
     wall = cols[0] + (cols[1] - cols[0]) * yy[..., None]
     floor = cols[2] + (cols[3] - cols[2]) * yy[..., None]
     if rng.random() < 0.7:
@@ -335,35 +351,37 @@ def render_templates(seed: int, cfg: DemoConfig, object_id: int) -> list[np.ndar
     spec = object_spec(seed, object_id)
     rng = _rng(seed, _STREAM_TEMPLATE, object_id)
     size = cfg.template_size
-    ss = 2 if size < 512 else 1  # big photos need no anti-aliasing, small test ones do
-    r2 = ((np.linspace(-1, 1, size, dtype=np.float32)[:, None] ** 2) + np.linspace(-1, 1, size, dtype=np.float32)[None, :] ** 2) / 2
+    # Scene and lighting are rendered at <= PHOTO_WORK_SIZE and upscaled once (4x less work for the
+    # default 1024 px); the sensor noise is added at full size so the photo still looks native.
+    work = min(size, PHOTO_WORK_SIZE)
+    ramp = np.linspace(-1, 1, work, dtype=np.float32)
+    r2 = (ramp[:, None] ** 2 + ramp[None, :] ** 2) / 2
     photos = []
     for _ in range(TEMPLATES_PER_OBJECT):
-        img = _photo_background(rng, size)
+        img = _photo_background(rng, work)
         lin = _view(rng.uniform(0, 2 * math.pi), rng.uniform(0.7, 1.0), rng.uniform(0, math.pi))
-        ext = _extent(spec, lin)
-        lin = lin * (rng.uniform(0.6, 0.85) * size / ext.max())
-        ext = _extent(spec, lin)
-        margin = ext / 2 + 0.03 * size
-        centre = rng.uniform(margin, size - margin)
+        lin = lin * (rng.uniform(0.6, 0.85) * work / _extent(spec, lin).max())
+        margin = _extent(spec, lin) / 2 + 0.03 * work
+        centre = rng.uniform(margin, work - margin)
         sun = rng.uniform(0, 2 * math.pi)
-        theta_light = sun - math.atan2(lin[1, 0], lin[0, 0])
-        x0, y0, colour, alpha = render_object(
-            spec, np.hstack([lin, centre[:, None]]), (theta_light, rng.uniform(0.1, 0.3)), ss
-        )
-        shadow = cv2.GaussianBlur(alpha, (0, 0), 0.015 * size + 0.5)
-        d = rng.uniform(0.01, 0.04) * size * np.array([math.cos(sun), math.sin(sun)])
+        light = (sun - math.atan2(lin[1, 0], lin[0, 0]), rng.uniform(0.1, 0.3))
+        affine = np.hstack([lin, centre[:, None]])
+        x0, y0, colour, alpha = render_object(spec, affine, light, SUPERSAMPLE)
+        shadow = cv2.GaussianBlur(alpha, (0, 0), 0.015 * work + 0.5)
+        d = rng.uniform(0.01, 0.04) * work * np.array([math.cos(sun), math.sin(sun)])
         _shade(img, x0 - int(round(d[0])), y0 - int(round(d[1])), shadow, rng.uniform(0.3, 0.5))
         _paste(img, x0, y0, colour, alpha)
 
         gain, contrast = rng.uniform(0.65, 1.3), rng.uniform(0.75, 1.25)
         cast = rng.uniform(0.88, 1.12, 3).astype(np.float32)
-        img = (img - 128.0) * contrast + 128.0
-        img *= (gain * cast)[None, None, :]
+        img *= np.float32(gain * contrast) * cast
+        img += np.float32(128.0 * (1.0 - contrast) * gain) * cast
         img *= (1.0 - rng.uniform(0, 0.35) * r2)[..., None]  # lens vignetting
-        sigma = rng.uniform(0, 1.2) * size / 1024
+        sigma = rng.uniform(0, 1.2) * work / 1024
         if sigma > 0.3:
             img = cv2.GaussianBlur(img, (0, 0), sigma)
+        if work < size:
+            img = cv2.resize(img, (size, size), interpolation=cv2.INTER_CUBIC)
         img += rng.standard_normal(img.shape, dtype=np.float32) * np.float32(rng.uniform(1, 4))
         photos.append(_to_uint8(img))
     return photos
@@ -386,7 +404,8 @@ def _aerial_background(rng: np.random.Generator, h: int, w: int, sun: np.ndarray
     lut[lab[py, px]] = np.arange(n)
     cell = lut[lab]
 
-    col = np.stack([palette[i] for i in rng.integers(0, len(palette), n)]) * rng.uniform(0.85, 1.15, (n, 3))
+    col = np.stack([palette[i] for i in rng.integers(0, len(palette), n)])
+    col *= rng.uniform(0.85, 1.15, (n, 3))
     ang = rng.uniform(0, math.pi, n)
     freq = (2 * math.pi / rng.uniform(4, 11, n)).astype(np.float32)
     amp = np.where(rng.random(n) < 0.55, rng.uniform(0.04, 0.14, n), 0.0).astype(np.float32)
@@ -415,7 +434,8 @@ def _aerial_background(rng: np.random.Generator, h: int, w: int, sun: np.ndarray
         else:
             p[0, 1], p[3, 1] = 0, h
         t = np.linspace(0, 1, 80)[:, None]
-        curve = (1 - t) ** 3 * p[0] + 3 * (1 - t) ** 2 * t * p[1] + 3 * (1 - t) * t**2 * p[2] + t**3 * p[3]
+        u = 1 - t
+        curve = u**3 * p[0] + 3 * u**2 * t * p[1] + 3 * u * t**2 * p[2] + t**3 * p[3]
         pts = np.round(curve * 4).astype(np.int32)
         road = tuple(int(c) for c in _bgr(_ROADS[int(rng.integers(len(_ROADS)))]))
         cv2.polylines(out, [pts], False, road, int(rng.integers(5, 15)), cv2.LINE_AA, shift=2)
@@ -430,7 +450,8 @@ def _aerial_background(rng: np.random.Generator, h: int, w: int, sun: np.ndarray
         box = cv2.boxPoints(((c[0], c[1]), tuple(rng.uniform(10, 36, 2)), rng.uniform(0, 180)))
         off = sun * rng.uniform(3, 8)
         cv2.fillPoly(shade, [np.round((box + off) * 16).astype(np.int32)], 255, cv2.LINE_AA, 4)
-        roof = tuple(int(x) for x in _bgr(_ROOFS[int(rng.integers(len(_ROOFS)))]) * rng.uniform(0.85, 1.15))
+        roof_bgr = _bgr(_ROOFS[int(rng.integers(len(_ROOFS)))]) * rng.uniform(0.85, 1.15)
+        roof = tuple(int(x) for x in roof_bgr)
         bodies.append(("box", (np.round(box * 16).astype(np.int32),), roof))
     for _ in range(int(rng.integers(0, 9))):
         c, spread = rng.uniform([0, 0], [w, h]), rng.uniform(10, 60)
@@ -445,12 +466,14 @@ def _aerial_background(rng: np.random.Generator, h: int, w: int, sun: np.ndarray
             colour = tuple(int(x) for x in np.clip(_bgr(_TREES[tone]) * j, 0, 255))
             bodies.append(("tree", (np.round(ctr * 4).astype(int), int(r * 4)), colour))
     if bodies:
-        out = _to_uint8(out.astype(np.float32) * (1.0 - 0.45 * shade.astype(np.float32) / 255.0)[..., None])
+        dark = 1.0 - (0.45 / 255.0) * shade.astype(np.float32)
+        out = _to_uint8(out.astype(np.float32) * dark[..., None])
         for kind, geo, colour in bodies:
             if kind == "box":
                 cv2.fillPoly(out, list(geo), colour, cv2.LINE_AA, 4)
             else:
-                cv2.circle(out, (int(geo[0][0]), int(geo[0][1])), geo[1], colour, -1, cv2.LINE_AA, 2)
+                centre = (int(geo[0][0]), int(geo[0][1]))
+                cv2.circle(out, centre, geo[1], colour, -1, cv2.LINE_AA, 2)
 
     grain = 1.0 + 0.05 * _noise(rng, h, w, 3.0, 2)
     return _to_uint8(cv2.GaussianBlur(out.astype(np.float32) * grain[..., None], (0, 0), 0.7))
@@ -467,8 +490,10 @@ class _Track:
     light: float  # shading strength
 
 
-def _trajectory(rng: np.random.Generator, frames: int, side: float, cam_v: np.ndarray) -> np.ndarray:
-    """Smooth screen path: own velocity turning slowly, minus the camera pan, bounced off the edges."""
+def _trajectory(
+    rng: np.random.Generator, frames: int, side: float, cam_v: np.ndarray
+) -> np.ndarray:
+    """Smooth screen path: own velocity turning slowly, minus the camera pan, bounced at edges."""
     lo = np.full(2, 0.6 * side + 6)
     hi = np.array([FRAME_W, FRAME_H]) - lo
     p = rng.uniform(lo, hi)
@@ -488,9 +513,13 @@ def _trajectory(rng: np.random.Generator, frames: int, side: float, cam_v: np.nd
     return out
 
 
-def _make_track(rng: np.random.Generator, spec: ObjectSpec, frames: int, side: float, cam_v: np.ndarray) -> _Track:
+def _make_track(
+    rng: np.random.Generator, spec: ObjectSpec, frames: int, side: float, cam_v: np.ndarray
+) -> _Track:
     theta0, omega = rng.uniform(0, 2 * math.pi), rng.uniform(-1, 1) * math.radians(4)
-    drift = 1.0 + rng.uniform(0, 0.08) * np.sin(np.arange(frames) * rng.uniform(0.1, 0.4) + rng.uniform(0, 6.3))
+    # Altitude changes: the apparent size breathes by up to 8 % over the sequence.
+    phase = np.arange(frames) * rng.uniform(0.1, 0.4) + rng.uniform(0, 6.3)
+    drift = 1.0 + rng.uniform(0, 0.08) * np.sin(phase)
     return _Track(
         spec=spec,
         centres=_trajectory(rng, frames, side, cam_v),
@@ -544,8 +573,10 @@ def _occluder(rng: np.random.Generator) -> dict:
     }
 
 
-def _draw_occluder(img: np.ndarray, occ: dict, mask: np.ndarray, box: tuple[int, int, int, int]) -> None:
-    """Draw ``occ`` near the target, shrinking it until it covers at most MAX_OCCLUSION of ``mask``."""
+def _draw_occluder(
+    img: np.ndarray, occ: dict, mask: np.ndarray, box: tuple[int, int, int, int]
+) -> None:
+    """Draw ``occ`` near the target, shrunk until it covers at most MAX_OCCLUSION of ``mask``."""
     x1, y1, x2, y2 = box
     side = max(x2 - x1, y2 - y1)
     pad = side
@@ -566,14 +597,15 @@ def _draw_occluder(img: np.ndarray, occ: dict, mask: np.ndarray, box: tuple[int,
         else:
             d = np.array([math.cos(occ["angle"] + 1.5), math.sin(occ["angle"] + 1.5)]) * 3 * side
             a, b = np.round([cx, cy] - d).astype(int), np.round([cx, cy] + d).astype(int)
-            cv2.line(shape, (int(a[0]), int(a[1])), (int(b[0]), int(b[1])), 1, max(1, int(round(scale * 0.5))), cv2.LINE_8)
+            width = max(1, int(round(scale * 0.5)))
+            cv2.line(shape, (int(a[0]), int(a[1])), (int(b[0]), int(b[1])), 1, width, cv2.LINE_8)
         if total == 0 or (shape.astype(bool) & target).sum() <= MAX_OCCLUSION * total:
             break
         scale *= 0.75
     else:
         return  # never got small enough: skip rather than hide too much
     alpha = cv2.GaussianBlur(shape.astype(np.float32), (0, 0), 0.6)
-    # Blur may spread alpha a pixel; cap it to the counted shape's dilation so coverage stays honest.
+    # Soft edges spread alpha; cap it to the counted shape's 1-px dilation so coverage stays true.
     _paste(img, ox, oy, occ["colour"], alpha * (cv2.dilate(shape, np.ones((3, 3), np.uint8)) > 0))
 
 
@@ -600,12 +632,15 @@ def render_sequence(
     squash = np.clip(squash, 0.55, 1.0)
     sun_ang = rng.uniform(0, 2 * math.pi)
     sun = np.array([math.cos(sun_ang), math.sin(sun_ang)])
-    gain = rng.uniform(0.75, 1.2) * (1 + rng.uniform(0, 0.12) * np.sin(np.arange(frames) * 0.35 + rng.uniform(0, 6.3)))
+    phase = np.arange(frames) * 0.35 + rng.uniform(0, 6.3)
+    gain = rng.uniform(0.75, 1.2) * (1 + rng.uniform(0, 0.12) * np.sin(phase))
     contrast = rng.uniform(0.85, 1.15)
     cast = rng.uniform(0.92, 1.08, 3).astype(np.float32)
     noise_sigma = np.float32(rng.uniform(1.5, 5.0))
-    bg = _aerial_background(rng, FRAME_H + 2 * PAN_MARGIN, FRAME_W + 2 * PAN_MARGIN, sun)
-    origin = PAN_MARGIN - cam_v * (frames - 1) / 2
+    # The background canvas is only as much larger than a frame as this sequence's pan needs.
+    margin = int(math.ceil(np.abs(cam_v).max() * (frames - 1) / 2)) + 2
+    bg = _aerial_background(rng, FRAME_H + 2 * margin, FRAME_W + 2 * margin, sun)
+    origin = margin - cam_v * (frames - 1) / 2
 
     # Objects: target first, then distractors kept apart from it and from each other.
     side = rng.uniform(TARGET_MIN_SIDE + 4, TARGET_MAX_SIDE - 8)
@@ -620,10 +655,10 @@ def render_sequence(
         for _ in range(30):
             tr = _make_track(rng, spec, frames, d_side, cam_v)
             gaps = [
-                (np.linalg.norm(tr.centres - t.centres, axis=1) - 0.5 * (tr.sides + t.sides) * 1.2).min()
+                np.linalg.norm(tr.centres - t.centres, axis=1) - 0.6 * (tr.sides + t.sides)
                 for t in tracks
             ]
-            if min(gaps) > 4:
+            if min(g.min() for g in gaps) > 4:
                 break
         tracks.append(tr)
 
@@ -634,49 +669,54 @@ def render_sequence(
         start, length = int(rng.integers(0, frames)), int(rng.integers(1, 5))
         occ_run = set(range(start, min(start + length, frames)))
     blur = [
-        (rng.uniform(3, 8), rng.uniform(0, math.pi)) if rng.random() < 0.25 else (rng.uniform(0.3, 0.9), None)
+        (rng.uniform(3, 8), rng.uniform(0, math.pi))  # motion blur: length, direction
+        if rng.random() < 0.25
+        else (rng.uniform(0.3, 0.9), None)  # defocus: gaussian sigma
         for _ in range(frames)
     ]
-    noise = noise_rng.standard_normal((FRAME_H + 32, FRAME_W + 32, 3), dtype=np.float32) * noise_sigma
+    # One noise tile per sequence, cropped at a random offset per frame: far cheaper than fresh
+    # noise for every frame and not distinguishable from it.
+    noise = noise_rng.standard_normal((FRAME_H + 32, FRAME_W + 32, 3), dtype=np.float32)
+    noise *= noise_sigma
     noise_off = noise_rng.integers(0, 33, (frames, 2))
 
     for i in range(frames):
         ox, oy = origin + cam_v * i
-        img = cv2.warpAffine(bg, np.float64([[1, 0, -ox], [0, 1, -oy]]), (FRAME_W, FRAME_H), flags=cv2.INTER_LINEAR)
+        pan = np.float64([[1, 0, -ox], [0, 1, -oy]])
+        img = cv2.warpAffine(bg, pan, (FRAME_W, FRAME_H), flags=cv2.INTER_LINEAR)
         img = img.astype(np.float32)
         present = i not in absent
-        drawn = [(t, _affine(t, i, squash[i], tilt)) for t in (tracks if present else tracks[1:])]
-        patches = []
-        for t, aff in drawn:
-            light_ang = sun_ang + math.pi - math.atan2(aff[1, 0], aff[0, 0])  # lit from the sun side
-            patches.append(render_object(t.spec, aff, (light_ang, t.light), SUPERSAMPLE))
-        for (t, aff), (x0, y0, colour, alpha) in zip(drawn, patches):
-            if t is target and not draw_target:
+        patches: dict[int, tuple[int, int, np.ndarray, np.ndarray]] = {}  # track index -> patch
+        for j, t in enumerate(tracks):
+            if j == 0 and not present:
                 continue
-            dx, dy = np.round(sun * 0.08 * t.sides[i]).astype(int)
-            _shade(img, x0 + dx, y0 + dy, cv2.GaussianBlur(alpha, (0, 0), 1.5), 0.4)
-        # Distractors first so the target is never hidden by one.
-        order = list(range(1, len(drawn))) + ([0] if present else [])
+            aff = _affine(t, i, squash[i], tilt)
+            # Lit from the side opposite its shadow.
+            light_ang = sun_ang + math.pi - math.atan2(aff[1, 0], aff[0, 0])
+            patches[j] = render_object(t.spec, aff, (light_ang, t.light), SUPERSAMPLE)
         box, mask = None, None
-        for j in order:
-            x0, y0, colour, alpha = patches[j]
-            if j == 0 and present:
-                mask = np.zeros((FRAME_H, FRAME_W), bool)
-                _paste_mask(mask, x0, y0, alpha >= 0.5)
-                ys, xs = np.nonzero(mask)
-                if len(xs):
-                    box = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
-                if not draw_target:
-                    continue
-            _paste(img, x0, y0, colour, alpha)
+        if 0 in patches:
+            x0, y0, _, alpha = patches[0]
+            mask = np.zeros((FRAME_H, FRAME_W), bool)
+            _paste_mask(mask, x0, y0, alpha >= 0.5)
+            box = _mask_box(mask, x0, y0, alpha.shape)
+        # Distractors before the target, so that none of them ever hides it.
+        visible = list(range(1, len(tracks))) + ([0] if 0 in patches and draw_target else [])
+        for j in visible:  # all shadows first: they lie on the ground, under every object
+            x0, y0, _, alpha = patches[j]
+            dx, dy = np.round(sun * 0.08 * tracks[j].sides[i]).astype(int)
+            _shade(img, x0 + dx, y0 + dy, cv2.GaussianBlur(alpha, (0, 0), 1.5), 0.4)
+        for j in visible:
+            _paste(img, *patches[j])
         if box is None:
             mask = None
         elif i in occ_run:
             _draw_occluder(img, occ, mask, box)
 
-        a = np.float32(gain[i] * contrast) * cast
-        img *= a
-        img += np.float32(128.0 * (1 - contrast) * gain[i]) * cast
+        # Gain, contrast and colour cast as one per-channel affine map (a single pass).
+        a = gain[i] * contrast * cast
+        b = 128.0 * (1 - contrast) * gain[i] * cast
+        img = cv2.transform(img, np.hstack([np.diag(a), b[:, None]]))
         length, ang = blur[i]
         if ang is None:
             img = cv2.GaussianBlur(img, (0, 0), length)
@@ -685,11 +725,24 @@ def render_sequence(
             kernel = np.zeros((n, n), np.float32)
             d = (n - 1) / 2 * np.array([math.cos(ang), math.sin(ang)])
             c = (n - 1) / 2
-            cv2.line(kernel, (int(round(c - d[0])), int(round(c - d[1]))), (int(round(c + d[0])), int(round(c + d[1]))), 1.0, 1)
+            p, q = np.round([c - d, c + d]).astype(int)
+            cv2.line(kernel, (int(p[0]), int(p[1])), (int(q[0]), int(q[1])), 1.0, 1)
             img = cv2.filter2D(img, -1, kernel / kernel.sum())
         nx, ny = noise_off[i]
         img += noise[ny : ny + FRAME_H, nx : nx + FRAME_W]
         yield DemoFrame(index=i, image=_to_uint8(img), box=box, mask=mask)
+
+
+def _mask_box(
+    mask: np.ndarray, x0: int, y0: int, shape: tuple[int, int]
+) -> tuple[int, int, int, int] | None:
+    """Tight box (pixel edges) of ``mask`` inside the patch window at (x0, y0); None if empty."""
+    xa, ya = max(x0, 0), max(y0, 0)
+    window = mask[ya : y0 + shape[0], xa : x0 + shape[1]]
+    cols, rows = np.flatnonzero(window.any(0)), np.flatnonzero(window.any(1))
+    if not len(cols):
+        return None
+    return xa + int(cols[0]), ya + int(rows[0]), xa + int(cols[-1]) + 1, ya + int(rows[-1]) + 1
 
 
 def _paste_mask(dst: np.ndarray, x0: int, y0: int, m: np.ndarray) -> None:
@@ -762,12 +815,13 @@ def _default_workers() -> int:
 def generate_demo(out_dir: Path, cfg: DemoConfig, seed: int, *, workers: int | None = None) -> None:
     """Write the demo data set to out_dir in the CPN on-disk layout.
 
-    ``workers``: processes to use (default: the CPUs this process may run on). The output does not
-    depend on it.
+    ``workers``: processes to use (default: the CPUs this process may run on); the output does not
+    depend on it. Workers are spawned, so a script that calls this at top level needs the usual
+    ``if __name__ == "__main__":`` guard.
     """
     if cfg.frames_per_sequence > MAX_FRAMES_PER_SEQUENCE:
-        raise ValueError(
-            f"demo.frames_per_sequence: {cfg.frames_per_sequence} is too large, must be <= "
+        raise ConfigError(
+            f"data.demo.frames_per_sequence: {cfg.frames_per_sequence} is too large, must be <= "
             f"{MAX_FRAMES_PER_SEQUENCE} (frame numbers s*1000+i need a gap between sequences)"
         )
     out_dir = Path(out_dir)
@@ -778,7 +832,8 @@ def generate_demo(out_dir: Path, cfg: DemoConfig, seed: int, *, workers: int | N
     tasks: list[tuple[str, Path, DemoConfig, int, int, int]] = []
     for o in range(n_objects):
         tasks.append(("templates", out_dir, cfg, seed, o, 0))
-        tasks.extend(("sequence", out_dir, cfg, seed, o, s) for s in range(cfg.sequences_per_object))
+        for s in range(cfg.sequences_per_object):
+            tasks.append(("sequence", out_dir, cfg, seed, o, s))
     workers = max(1, min(workers or _default_workers(), len(tasks)))
     if workers == 1:
         for task in tasks:

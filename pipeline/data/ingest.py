@@ -2,7 +2,7 @@
 
 Every bad input ends either the run (``on_error="raise"``: a :class:`UserError` naming the file,
 the line for label lines, and the fault) or in the rejected list (``on_error="skip"``), never
-silently. Images are fully decoded, in a small thread pool (PIL releases the GIL while decoding).
+silently. Every image is decoded (headers alone miss truncated files), in a small thread pool.
 """
 
 from __future__ import annotations
@@ -16,12 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Literal, Mapping
 
+import numpy as np
 import pandas as pd
 
 from pipeline.cli import UserError
 from pipeline.data.formats import detect_format, read_source
 from pipeline.data.formats.common import Box, Frame, Problem
-from pipeline.data.formats.decode import BadImage, decoded_size
+from pipeline.data.formats.decode import probe
 from pipeline.data.manifest import BOX, COLUMNS, SPLITS, TEMPLATE_SEP, has_target, template_list
 
 log = logging.getLogger(__name__)
@@ -107,24 +108,32 @@ def split_objects(object_ids: Iterable[str], val_fraction: float, seed: int) -> 
     return {obj: "val" if obj in val else "train" for obj in ids}
 
 
-def probe_images(paths: list[Path], problems: Problems, workers: int = 2) -> dict[Path, tuple[int, int]]:
+def probe_images(
+    paths: list[Path], problems: Problems, workers: int = 2
+) -> dict[Path, tuple[int, int]]:
     """Decode ``paths`` in ``workers`` threads; ``{path: (width, height)}`` of the good ones.
 
-    Results are taken in order, so in raise mode the first bad file (in ``paths`` order) stops
-    the run and the queued decodes are cancelled.
+    Threads suffice: Pillow releases the GIL while its codecs decode. Results come in order, so
+    in raise mode the first bad file (in ``paths`` order) stops the run and the queued decodes
+    are cancelled.
     """
-    sizes: dict[Path, tuple[int, int]] = {}
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = [pool.submit(decoded_size, p) for p in paths]
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
         try:
-            for path, future in zip(paths, futures):
-                try:
-                    sizes[path] = future.result()
-                except BadImage as exc:
-                    problems.add(Problem(path, None, str(exc)))
-        finally:
-            for future in futures:
-                future.cancel()
+            return _collect(paths, pool.map(probe, paths), problems)
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+
+
+def _collect(
+    paths: list[Path], results: Iterable[tuple[int, int] | str], problems: Problems
+) -> dict[Path, tuple[int, int]]:
+    sizes: dict[Path, tuple[int, int]] = {}
+    for path, result in zip(paths, results):
+        if isinstance(result, str):
+            problems.add(Problem(path, None, result))
+        else:
+            sizes[path] = result
     return sizes
 
 
@@ -136,7 +145,8 @@ def pixel_box(frame: Frame, size: tuple[int, int]) -> tuple[Box | None, str | No
     w, h = size
     x1, y1, x2, y2 = frame.box
     if frame.normalized:
-        x1, y1, x2, y2 = x1 * w, y1 * h, x2 * w, y2 * h
+        # Millipixels are enough for any label and keep the CSV readable (no 192.999936).
+        x1, y1, x2, y2 = (round(v, 3) for v in (x1 * w, y1 * h, x2 * w, y2 * h))
     shown = f"box [{x1:.1f}, {y1:.1f}, {x2:.1f}, {y2:.1f}]"
     if x2 <= x1 or y2 <= y1:
         return None, f"empty {shown} (zero or negative width/height)"
@@ -177,18 +187,19 @@ def validate_manifest(manifest: pd.DataFrame) -> None:
 
 def split_stats(manifest: pd.DataFrame) -> dict[str, float]:
     """Counts of one split for ``data/stats.json`` (flat numbers, for ``dvc metrics``)."""
-    per_object = manifest.groupby("object_id")["templates"].first().map(lambda t: len(template_list(t)))
+    per_object = [len(template_list(t)) for t in manifest.groupby("object_id")["templates"].first()]
     target = manifest[has_target(manifest)]
-    long_side = (target.x2 - target.x1).combine(target.y2 - target.y1, max) if len(target) else pd.Series([], dtype=float)
+    long_side = np.maximum(target.x2 - target.x1, target.y2 - target.y1)
+    mean = round(sum(per_object) / len(per_object), 3) if per_object else 0.0
     stats: dict[str, float] = {
         "objects": int(manifest["object_id"].nunique()),
         "sequences": int(manifest["sequence_id"].nunique()),
         "frames": len(manifest),
-        "frames_without_target": int(len(manifest) - len(target)),
-        "templates": int(per_object.sum()),
-        "templates_per_object_min": int(per_object.min()) if len(per_object) else 0,
-        "templates_per_object_mean": round(float(per_object.mean()), 3) if len(per_object) else 0.0,
-        "templates_per_object_max": int(per_object.max()) if len(per_object) else 0,
+        "frames_without_target": len(manifest) - len(target),
+        "templates": sum(per_object),
+        "templates_per_object_min": min(per_object, default=0),
+        "templates_per_object_mean": mean,
+        "templates_per_object_max": max(per_object, default=0),
     }
     lower = 0.0
     for upper, name in LONG_SIDE_BINS:
@@ -227,14 +238,7 @@ def ingest(
         raise UserError(f"{source}: data folder does not exist")
     if fmt == "auto":
         fmt = detect_format(source)
-    if fmt == "coco" and crop_dir is None:
-        raise ValueError("the coco format needs crop_dir for its reference crops")
-    read = read_source(
-        source,
-        fmt,
-        crop_dir or source,
-        lambda ids: split_objects(ids, val_fraction, seed),
-    )
+    read = read_source(source, fmt, crop_dir, lambda ids: split_objects(ids, val_fraction, seed))
     problems.extend(read.problems)
 
     # Templates first: frames of an object without usable templates are rejected for that.
@@ -249,7 +253,8 @@ def ingest(
             continue  # already a problem: the image did not decode
         if not templates.get(frame.object_id):
             usable = "usable " if frame.object_id in templates else ""
-            problems.add(Problem(frame.image, None, f"object {frame.object_id} has no {usable}templates"))
+            reason = f"object {frame.object_id} has no {usable}templates"
+            problems.add(Problem(frame.image, None, reason))
             continue
         box, reason = pixel_box(frame, sizes[frame.image])
         if reason is not None:
@@ -257,12 +262,14 @@ def ingest(
             continue
         rows.append((frame, box, sizes[frame.image]))
 
+    idle = sorted(set(templates) - {frame.object_id for frame in read.frames})
+    if idle:
+        log.warning("%d objects have templates but no frames: %s", len(idle), ", ".join(idle[:10]))
     if not rows:
         raise UserError(f"{source}: no usable frames ({len(problems.items)} files rejected)")
-    if all(frame.split is None for frame, _, _ in rows):
-        split_of = split_objects((f.object_id for f, _, _ in rows), val_fraction, seed)
-    else:
-        split_of = {f.object_id: f.split for f, _, _ in rows}  # readers keep an object in one split
+    # The data's own split where it has one, else by object identity, so val objects are unseen.
+    unsplit = {frame.object_id for frame, _, _ in rows if frame.split is None}
+    split_of = split_objects(unsplit, val_fraction, seed) if unsplit else {}
     manifest = _manifest(rows, split_of, templates, path_str)
     validate_manifest(manifest)
 
@@ -271,19 +278,21 @@ def ingest(
         if not (manifest["split"] == split).any():
             log.warning("split %s has no frames", split)
     if len(rejected):
-        log.warning("%d bad inputs skipped (data.on_error: skip), listed in rejected.csv", len(rejected))
+        log.warning(
+            "%d bad inputs skipped (data.on_error: skip), listed in rejected.csv", len(rejected)
+        )
     return Ingested(fmt, manifest, rejected, build_stats(manifest, len(rejected)))
 
 
 def _manifest(
     rows: list[tuple[Frame, Box | None, tuple[int, int]]],
-    split_of: Mapping[str, str | None],
+    split_of: Mapping[str, str],
     templates: Mapping[str, list[Path]],
     path_str: Callable[[Path], str],
 ) -> pd.DataFrame:
     records = [
         {
-            "split": split_of[frame.object_id],
+            "split": frame.split or split_of[frame.object_id],
             "object_id": frame.object_id,
             "sequence_id": frame.sequence_id,
             "frame_index": frame.frame_index,
@@ -298,5 +307,6 @@ def _manifest(
     manifest = pd.DataFrame.from_records(records, columns=COLUMNS)
     manifest[BOX] = manifest[BOX].astype(float)
     order = manifest["split"].map(SPLITS.index)
-    manifest = manifest.assign(_order=order).sort_values(["_order", "object_id", "sequence_id", "frame_index", "image"])
+    keys = ["_order", "object_id", "sequence_id", "frame_index", "image"]
+    manifest = manifest.assign(_order=order).sort_values(keys)
     return manifest.drop(columns="_order").reset_index(drop=True)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import os
 import socket
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlparse
@@ -183,7 +184,7 @@ class Backbone(nn.Module):
         if pretrained is True:
             cached, host = _hub_source(hub_cfg)
             if cached is not None:
-                return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=cached), **kw)
+                return Backbone._create_from_file(name, out_indices, Path(cached))
             if host is None:
                 raise ValueError(f"timm has no pretrained weights for backbone {name!r}; use pretrained: false or a local file")
             if _offline():
@@ -202,6 +203,11 @@ class Backbone(nn.Module):
 
     @staticmethod
     def _create_from_file(name: str, out_indices: tuple[int, ...], path: Path) -> nn.Module:
+        """Load a local checkpoint, checking that it covers every backbone weight.
+
+        (timm's own ``pretrained_cfg_overlay=dict(file=...)`` loads feature models non-strictly, so
+        a checkpoint of another architecture would silently leave random weights.)
+        """
         if not path.is_file():
             raise FileNotFoundError(f"pretrained weights file for backbone {name!r} not found: {path}")
         if path.suffix.lower() not in WEIGHT_SUFFIXES:
@@ -210,25 +216,46 @@ class Backbone(nn.Module):
                 f"expected one of {', '.join(WEIGHT_SUFFIXES)}"
             )
         kw = dict(features_only=True, out_indices=out_indices)
-        try:  # a classification-model checkpoint: timm converts and loads it, strictly
-            return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=str(path)), **kw)
-        except (RuntimeError, KeyError, ValueError) as timm_exc:
-            first_error = timm_exc
-        # a checkpoint of the feature backbone itself (keys of Backbone.body)
+        try:
+            sd = timm.models.load_state_dict(str(path))  # safetensors or torch.load(weights_only=True)
+        except Exception as exc:
+            raise ValueError(f"pretrained weights file {path}: cannot read it ({type(exc).__name__}: {exc})") from None
+
+        # 1) a checkpoint of this feature backbone (or of a whole detector): keys of Backbone.body
         body = timm.create_model(name, pretrained=False, **kw)
-        sd = timm.models.load_state_dict(str(path), use_ema=False)
-        sd = _strip_prefix(sd, ("backbone.body.", "body."))
         own = body.state_dict()
-        missing = [k for k in own if k not in sd]
-        bad_shape = [k for k in own if k in sd and sd[k].shape != own[k].shape]
+        sub = _strip_prefix(sd, ("backbone.body.", "body."))
+        if all(k in sub for k in own):
+            try:
+                body.load_state_dict({k: sub[k] for k in own}, strict=True)
+            except RuntimeError as exc:
+                raise ValueError(f"pretrained weights file {path} does not fit backbone {name!r}: {exc}") from None
+            return body
+
+        # 2) a checkpoint of the classification model timm.create_model(name)
+        full = timm.create_model(name, pretrained=False)
+        filter_fn = getattr(sys.modules.get(type(full).__module__), "checkpoint_filter_fn", None)
+        if filter_fn is not None:
+            try:
+                sd = filter_fn(sd, full)
+            except Exception:  # filters expect their original format; timm-format passes as is
+                pass
+        classifier = full.pretrained_cfg.get("classifier") or ()
+        classifier = (classifier,) if isinstance(classifier, str) else tuple(classifier)
+        is_head = lambda k: any(k.startswith(c + ".") for c in classifier)  # noqa: E731
+        full_sd = full.state_dict()
+        sd = {k: v for k, v in sd.items() if not is_head(k)}
+        missing = [k for k in full_sd if k not in sd and not is_head(k)]
+        bad_shape = [k for k, v in sd.items() if k in full_sd and v.shape != full_sd[k].shape]
         if missing or bad_shape:
             raise ValueError(
-                f"pretrained weights file {path} does not fit backbone {name!r}: as a timm "
-                f"checkpoint: {first_error}; as a feature-backbone checkpoint: "
-                f"{len(missing)} missing keys (e.g. {missing[:3]}), shape mismatch for {bad_shape[:3]}"
-            ) from None
-        body.load_state_dict({k: sd[k] for k in own}, strict=True)
-        return body
+                f"pretrained weights file {path} does not fit backbone {name!r}: "
+                f"{len(missing)} weights missing (e.g. {missing[:3]}), "
+                f"{len(bad_shape)} of another shape (e.g. {bad_shape[:3]}); expected a state_dict "
+                f"of timm.create_model({name!r}) or of this Backbone"
+            )
+        full.load_state_dict(sd, strict=False)
+        return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(state_dict=full.state_dict()), **kw)
 
     # -- forward -----------------------------------------------------------------------------
 

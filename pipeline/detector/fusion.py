@@ -61,6 +61,8 @@ class TemplateFusion(nn.Module):
 
     def forward(self, features: Tensor, mask: Tensor | None = None) -> Tensor:
         w = self.weights(features, mask).to(features.dtype)
+        if mask is not None:  # padded templates may hold anything, NaN included
+            features = features.masked_fill(~mask.bool()[:, :, None, None, None], 0)
         return torch.einsum("bk,bkchw->bchw", w, features)
 
     def extra_repr(self) -> str:

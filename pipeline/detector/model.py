@@ -84,6 +84,8 @@ class ReferenceDetector(nn.Module):
 
     def _features(self, images: Tensor) -> list[Tensor]:
         """``[N, 3, H, W]`` in [0, 1] -> FPN maps, finest first."""
+        if not images.is_floating_point():
+            raise TypeError(f"expected float images in [0, 1], got {images.dtype} (convert with x.float() / 255)")
         x = (images - self.pixel_mean.to(images.dtype)) / self.pixel_std.to(images.dtype)
         x = _pad_to_multiple(x, self.pad_multiple)
         return self.fpn(self.backbone(x))

@@ -76,7 +76,7 @@ def train_one_epoch(
         batch = _to_device(batch, device, channels_last)
         with precision.autocast():
             outputs = model(batch["templates"], batch["search"], batch["template_mask"])
-        terms = criterion(outputs, batch)
+        terms = criterion(outputs, {"boxes": batch["boxes"], "present": batch["present"]})
         loss = weighted_total(terms, loss_weights)
         if not torch.isfinite(loss):
             raise FloatingPointError(
@@ -100,7 +100,7 @@ def train_one_epoch(
         n = batch["search"].shape[0]
         seen += n
         for k, v in {**terms, "loss": loss}.items():
-            sums[k] = sums.get(k, 0.0) + float(v) * n
+            sums[k] = sums.get(k, 0.0) + float(v.detach()) * n
         if hasattr(bar, "set_postfix"):
             bar.set_postfix(loss=f"{float(loss):.3f}")
     elapsed = max(time.perf_counter() - started, 1e-9)

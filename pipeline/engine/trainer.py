@@ -5,7 +5,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import os
 import random
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -83,6 +85,15 @@ def _load_split(paths: Paths, split: str) -> list[Sample]:
     if not samples:
         raise UserError(f"{paths.manifest}: the {split} split is empty")
     return samples
+
+
+def _fault_injection(epoch: int) -> None:
+    """``NEEDLE_KILL_AFTER_EPOCH=N`` SIGKILLs this process once epoch N is checkpointed.
+
+    Tests use it to kill a real run at a known point and check that resuming gives the same model.
+    """
+    if os.environ.get("NEEDLE_KILL_AFTER_EPOCH") == str(epoch):
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def fit(params: Params, paths: Paths) -> dict:
@@ -186,6 +197,7 @@ def fit(params: Params, paths: Paths) -> dict:
                 save_checkpoint(best_path, {k: payload[k] for k in ("model", "epoch", "best", "digest", "run_id",
                                                                     "model_config", "template_size")})
         ddp.barrier(info)
+        _fault_injection(epoch)
 
     summary = {"epochs": cfg.epochs, "steps": state.step, "best": best, "history": state.history,
                "run_id": run_id, "tracking_uri": tracker.tracking_uri, "precision": precision.name}

@@ -32,7 +32,8 @@ NAME = re.compile(r"Class_(\d+)_(?:ref_(\d)|frame_(\d{6}))\.(jpg|txt)$")
 
 
 def _files(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in files}
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +69,10 @@ def test_image_sizes(small: Path) -> None:
 
 
 def test_val_objects_disjoint_from_train(small: Path) -> None:
-    ids = {s: {int(NAME.search(p.name).group(1)) for p in (small / s).rglob("*.*")} for s in ("train", "val")}
+    ids = {
+        split: {int(NAME.search(p.name).group(1)) for p in (small / split).rglob("*.*")}
+        for split in ("train", "val")
+    }
     assert ids == {"train": {0, 1}, "val": {2}}
 
 
@@ -105,7 +109,8 @@ def test_files_match_renderer_and_absent_frames_are_empty(small: Path) -> None:
         for s in range(2):
             absent = absent_frames(0, SMALL, o, s)
             for frame in render_sequence(0, SMALL, o, s):
-                label = small / split / "search" / "labels" / f"Class_{o}_frame_{s * 1000 + frame.index:06d}.txt"
+                name = f"Class_{o}_frame_{s * 1000 + frame.index:06d}.txt"
+                label = small / split / "search" / "labels" / name
                 assert label.read_text() == yolo_line(frame.box)
                 assert (frame.box is None) == (frame.index in absent)
 
@@ -136,8 +141,28 @@ def test_box_matches_drawn_target() -> None:
     assert checked >= 8
 
 
+def test_absent_frames_keep_the_distractors() -> None:
+    # absent_frames uses its own random stream, so both configs share every other draw; an absent
+    # frame must equal the present one rendered without its target, except where an occluder may
+    # sit (around the target box).
+    always = DemoConfig(train_objects=3, val_objects=1, frames_per_sequence=3, absent_fraction=1.0)
+    never = DemoConfig(train_objects=3, val_objects=1, frames_per_sequence=3, absent_fraction=0.0)
+    for o in range(3):
+        absent = render_sequence(0, always, o, 0)
+        present = render_sequence(0, never, o, 0, draw_target=False)
+        for a, p in zip(absent, present):
+            assert a.box is None and p.box is not None
+            x1, y1, x2, y2 = p.box
+            pad = max(x2 - x1, y2 - y1) + 20
+            keep = np.ones((FRAME_H, FRAME_W), bool)
+            keep[max(y1 - pad, 0) : y2 + pad, max(x1 - pad, 0) : x2 + pad] = False
+            assert np.array_equal(a.image[keep], p.image[keep])
+
+
 def test_absent_fraction_over_many_sequences() -> None:
-    cfg = DemoConfig(train_objects=30, val_objects=10, sequences_per_object=3, frames_per_sequence=7)
+    cfg = DemoConfig(
+        train_objects=30, val_objects=10, sequences_per_object=3, frames_per_sequence=7
+    )
     counts = [len(absent_frames(5, cfg, o, s)) for o in range(40) for s in range(3)]
     assert abs(sum(counts) / (len(counts) * 7) - cfg.absent_fraction) < 0.04
     assert all(0 <= c <= 7 for c in counts)

@@ -98,6 +98,14 @@ def test_backbone_checkpoint_round_trip(tmp_path):
     _assert_loaded(bb, src.body.state_dict())
 
 
+def test_other_classifier_size_loads(tmp_path):
+    ref = timm.create_model("resnet18", pretrained=False, num_classes=7)
+    path = tmp_path / "finetuned.pth"
+    torch.save(ref.state_dict(), path)
+    bb = Backbone("resnet18", [2, 3], pretrained=path)
+    _assert_loaded(bb, ref.state_dict())
+
+
 def test_wrong_weights_file(tmp_path):
     path = tmp_path / "other.pth"
     torch.save(timm.create_model("resnet18", pretrained=False).state_dict(), path)

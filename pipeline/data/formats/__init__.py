@@ -33,8 +33,8 @@ def format_markers(root: Path) -> dict[str, Path]:
     ]
     markers["cpn"] = _first(cpn_refs)
     templates = root / "templates"
-    object_dirs = [p for p in templates.iterdir() if p.is_dir() and not p.name.startswith(".")] if templates.is_dir() else []
-    markers["refdet"] = _first(object_dirs)
+    entries = list(templates.iterdir()) if templates.is_dir() else []
+    markers["refdet"] = _first([p for p in entries if p.is_dir() and not p.name.startswith(".")])
     markers["coco"] = _first(sorted((root / "annotations").glob("instances_*.json")))
     return {name: path for name, path in markers.items() if path is not None}
 
@@ -53,9 +53,12 @@ def detect_format(root: Path) -> str:
     return next(iter(markers))
 
 
-def read_source(root: Path, fmt: str, crop_dir: Path, split_objects: SplitObjects) -> ReadResult:
+def read_source(
+    root: Path, fmt: str, crop_dir: Path | None, split_objects: SplitObjects
+) -> ReadResult:
     """Read ``root`` in format ``fmt`` (``auto`` detects it). ``crop_dir`` receives the reference
-    crops formats without reference photos (coco) make; ``split_objects`` splits their objects."""
+    crops that formats without reference photos (coco) make; ``split_objects`` splits their
+    objects by identity."""
     if not root.is_dir():
         raise UserError(f"{root}: data folder does not exist")
     if fmt == "auto":
@@ -65,6 +68,8 @@ def read_source(root: Path, fmt: str, crop_dir: Path, split_objects: SplitObject
     if fmt == "refdet":
         return read_refdet(root)
     if fmt == "coco":
+        if crop_dir is None:
+            raise ValueError("the coco format needs crop_dir for its reference crops")
         return read_coco(root, crop_dir, split_objects)
     raise ValueError(f"unknown data format {fmt!r}, expected auto or one of {', '.join(FORMATS)}")
 

@@ -69,16 +69,21 @@ def annotation_files(root: Path) -> list[tuple[Path, str | None, Path]]:
         name = path.stem[len("instances_") :]
         split = "train" if "train" in name else "val" if "val" in name else None
         if len(files) > 1 and split is None:
-            raise UserError(f"{path}: cannot tell its split; with several files, name them instances_<train|val...>.json")
+            raise UserError(
+                f"{path}: cannot tell its split; with several annotation files, their names must "
+                "contain train or val (instances_train2017.json)"
+            )
         candidates = [root / "images" / name, root / name, root / "images"]
         folder = next((c for c in candidates if c.is_dir()), None)
         if folder is None:
-            raise UserError(f"{path}: no image folder, looked for {', '.join(map(str, candidates))}")
+            looked = ", ".join(map(str, candidates))
+            raise UserError(f"{path}: no image folder, looked for {looked}")
         out.append((path, split, folder))
     splits = [s for _, s, _ in out]
     for split in set(splits):
         if splits.count(split) > 1:
-            raise UserError(f"{root / 'annotations'}: more than one instances_*.json for split {split}")
+            where = root / "annotations"
+            raise UserError(f"{where}: more than one instances_*.json for split {split}")
     return out
 
 
@@ -95,7 +100,8 @@ def _load(path: Path, problems: list[Problem]) -> dict | None:
     if not isinstance(data, dict) or not all(
         isinstance(data.get(k), list) for k in ("images", "annotations", "categories")
     ):
-        problems.append(Problem(path, None, "not a COCO instances file (needs lists images, annotations, categories)"))
+        reason = "not a COCO instances file (needs lists images, annotations, categories)"
+        problems.append(Problem(path, None, reason))
         return None
     return data
 
@@ -109,7 +115,7 @@ def read_instances(
         return {}
     images: dict[int, Path] = {}
     for entry in data["images"]:
-        if not isinstance(entry, dict) or "id" not in entry or not isinstance(entry.get("file_name"), str):
+        if not isinstance(entry, dict) or not isinstance(entry.get("file_name"), str):
             problems.append(Problem(path, None, f"image entry without id/file_name: {entry!r:.80}"))
         elif entry["id"] in images:
             problems.append(Problem(path, None, f"image id {entry['id']} appears twice"))
@@ -118,30 +124,38 @@ def read_instances(
     categories = {c["id"] for c in data["categories"] if isinstance(c, dict) and "id" in c}
     out: dict[str, dict[int, _Instance]] = {}
     for ann in data["annotations"]:
-        ann_id = ann.get("id") if isinstance(ann, dict) else None
-        where = f"annotation {ann_id}"
-        if not isinstance(ann, dict):
-            problems.append(Problem(path, None, f"annotation is not a mapping: {ann!r:.80}"))
-            continue
-        if ann.get("iscrowd", 0):
+        if isinstance(ann, dict) and ann.get("iscrowd", 0):
             continue  # a crowd region is not one instance: neither a target nor a reference
-        bbox = ann.get("bbox")
-        if ann.get("image_id") not in images:
-            problems.append(Problem(path, None, f"{where}: unknown image_id {ann.get('image_id')!r}"))
-        elif ann.get("category_id") not in categories:
-            problems.append(Problem(path, None, f"{where}: unknown category_id {ann.get('category_id')!r}"))
-        elif not isinstance(bbox, list) or len(bbox) != 4 or not all(map(_number, bbox)):
-            problems.append(Problem(path, None, f"{where}: bbox must be 4 numbers [x, y, w, h], got {bbox!r:.80}"))
-        elif bbox[2] <= 0 or bbox[3] <= 0:
-            problems.append(Problem(path, None, f"{where}: empty box (width {bbox[2]:g}, height {bbox[3]:g})"))
-        else:
-            x, y, w, h = (float(v) for v in bbox)
-            inst = _Instance(path, ann_id, split, ann["image_id"], images[ann["image_id"]], (x, y, x + w, y + h))
-            per_image = out.setdefault(str(ann["category_id"]), {})
-            best = per_image.get(inst.image_id)
-            if best is None or inst.area > best.area:
-                per_image[inst.image_id] = inst
+        reason = _annotation_problem(ann, images, categories)
+        if reason is not None:
+            problems.append(Problem(path, None, reason))
+            continue
+        x, y, w, h = (float(v) for v in ann["bbox"])
+        image_id = ann["image_id"]
+        box = (x, y, x + w, y + h)
+        inst = _Instance(path, ann.get("id"), split, image_id, images[image_id], box)
+        per_image = out.setdefault(str(ann["category_id"]), {})
+        best = per_image.get(image_id)
+        if best is None or inst.area > best.area:
+            per_image[image_id] = inst
     return out
+
+
+def _annotation_problem(ann: Any, images: dict, categories: set) -> str | None:
+    """What is wrong with one annotation, or ``None``."""
+    if not isinstance(ann, dict):
+        return f"annotation is not a mapping: {ann!r:.80}"
+    where = f"annotation {ann.get('id')}"
+    bbox = ann.get("bbox")
+    if ann.get("image_id") not in images:
+        return f"{where}: unknown image_id {ann.get('image_id')!r}"
+    if ann.get("category_id") not in categories:
+        return f"{where}: unknown category_id {ann.get('category_id')!r}"
+    if not isinstance(bbox, list) or len(bbox) != 4 or not all(map(_number, bbox)):
+        return f"{where}: bbox must be 4 numbers [x, y, w, h], got {bbox!r:.80}"
+    if bbox[2] <= 0 or bbox[3] <= 0:
+        return f"{where}: empty box (width {bbox[2]:g}, height {bbox[3]:g})"
+    return None
 
 
 def crop_reference(inst: _Instance, out_path: Path) -> None:
@@ -152,7 +166,8 @@ def crop_reference(inst: _Instance, out_path: Path) -> None:
     left, top = max(0, math.floor(x1 - mx)), max(0, math.floor(y1 - my))
     right, bottom = min(img.width, math.ceil(x2 + mx)), min(img.height, math.ceil(y2 + my))
     if right <= left or bottom <= top:
-        raise BadImage(f"annotation {inst.ann_id}: box {list(inst.box)} lies outside the {img.width}x{img.height} image")
+        where = f"annotation {inst.ann_id}: box {list(inst.box)}"
+        raise BadImage(f"{where} is outside the {img.width}x{img.height} image")
     out_path.parent.mkdir(parents=True, exist_ok=True)
     img.crop((left, top, right, bottom)).save(out_path, quality=CROP_QUALITY)
 

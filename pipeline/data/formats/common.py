@@ -76,7 +76,8 @@ def list_files(folder: Path, problems: list[Problem], *, suffixes: tuple[str, ..
         if path.is_dir():
             problems.append(Problem(path, None, "unexpected folder"))
         elif path.suffix.lower() not in suffixes:
-            problems.append(Problem(path, None, f"unexpected file (expected {', '.join(suffixes)})"))
+            expected = ", ".join(suffixes)
+            problems.append(Problem(path, None, f"unexpected file (expected {expected})"))
         else:
             out.append(path)
     return out
@@ -161,13 +162,22 @@ def parse_numbered(stem: str, pattern: re.Pattern[str]) -> tuple[str, int] | Non
     return (m["obj"], int(m["n"])) if m else None
 
 
+@dataclass(frozen=True)
+class NamedFrame:
+    """A frame image whose name gave its object id and frame number, with its label file."""
+
+    object_id: str
+    number: int
+    image: Path
+    label: Path
+
+
 @dataclass
 class SearchFolder:
     """Frames of one ``search/`` folder (``images/`` + ``labels/``), named ``<obj>_frame_<n>``."""
 
     split: str | None
-    frames: dict[str, Path]  # stem -> image
-    labels: dict[str, Path]  # stem -> label file
+    frames: list[NamedFrame]
 
 
 def read_search_folder(
@@ -175,12 +185,15 @@ def read_search_folder(
 ) -> SearchFolder:
     """List ``search/images`` and ``search/labels``; misnamed files, duplicate stems, images
     without a label file and labels without an image are problems."""
-    images = list_files(require_dir(search / "images", "search frames"), problems, suffixes=IMAGE_EXTS)
-    labels = list_files(require_dir(search / "labels", "frame labels"), problems, suffixes=(".txt",))
+    images_dir = require_dir(search / "images", "search frames")
+    labels_dir = require_dir(search / "labels", "frame labels")
+    images = list_files(images_dir, problems, suffixes=IMAGE_EXTS)
+    labels = list_files(labels_dir, problems, suffixes=(".txt",))
     named = []
     for path in images:
         if parse_numbered(path.stem, pattern) is None:
-            problems.append(Problem(path, None, f"unexpected frame name (expected {pattern.pattern})"))
+            reason = f"unexpected frame name (expected {pattern.pattern})"
+            problems.append(Problem(path, None, reason))
         else:
             named.append(path)
     frames = unique_stems(named, problems)
@@ -192,12 +205,16 @@ def read_search_folder(
     for stem, label in label_by_stem.items():
         if stem not in all_image_stems:
             problems.append(Problem(label, None, "label file without an image"))
-    return SearchFolder(split, {s: p for s, p in frames.items() if s in label_by_stem}, label_by_stem)
+    named_frames = [
+        NamedFrame(*parse_numbered(stem, pattern), image, label_by_stem[stem])  # type: ignore[misc]
+        for stem, image in sorted(frames.items())
+        if stem in label_by_stem
+    ]
+    return SearchFolder(split, named_frames)
 
 
 def build_frames(
     folders: list[SearchFolder],
-    pattern: re.Pattern[str],
     parse_label: Callable[[Path], tuple[Box | None, int | None, Problem | None]],
     problems: list[Problem],
     *,
@@ -206,39 +223,40 @@ def build_frames(
     """Frames of all ``folders`` with sequence ids; an object found in two splits keeps only its
     first split (``train``), the other's files are problems, so no object leaks across splits."""
     first_split: dict[str, str | None] = {}
-    numbered: dict[str, dict[int, tuple[SearchFolder, str]]] = defaultdict(dict)
+    numbered: dict[str, dict[int, tuple[str | None, NamedFrame]]] = defaultdict(dict)
     for folder in folders:
-        for stem, image in sorted(folder.frames.items()):
-            obj, n = parse_numbered(stem, pattern)  # type: ignore[misc]  # filtered by name
+        for named in folder.frames:
+            obj, n = named.object_id, named.number
             split = first_split.setdefault(obj, folder.split)
             if split != folder.split:
-                problems.append(Problem(image, None, f"object {obj} is also in split {split}"))
+                reason = f"object {obj} is also in split {split}"
+                problems.append(Problem(named.image, None, reason))
             elif n in numbered[obj]:
-                other = numbered[obj][n][0].frames[numbered[obj][n][1]]
-                problems.append(Problem(image, None, f"frame {n} of object {obj} is also {other.name}"))
+                other = numbered[obj][n][1].image.name
+                reason = f"frame {n} of object {obj} is also {other}"
+                problems.append(Problem(named.image, None, reason))
             else:
-                numbered[obj][n] = (folder, stem)
+                numbered[obj][n] = (folder.split, named)
     frames = []
     for obj in sorted(numbered):
+        # Sequences come from all well-named frames, so rejecting one never splits a sequence.
         seq_of = sequence_numbers(numbered[obj])
-        for n, (folder, stem) in sorted(numbered[obj].items()):
-            label = folder.labels[stem]
-            box, line, problem = parse_label(label)
+        for n, (split, named) in sorted(numbered[obj].items()):
+            box, line, problem = parse_label(named.label)
             if problem is not None:
                 problems.append(problem)
                 continue
             frames.append(
                 Frame(
-                    split=folder.split,
+                    split=split,
                     object_id=obj,
                     sequence_id=f"{obj}_s{seq_of[n]}",
                     frame_index=n,
-                    image=folder.frames[stem],
+                    image=named.image,
                     box=box,
                     normalized=normalized,
-                    label=label,
+                    label=named.label,
                     label_line=line,
                 )
             )
     return frames
-

@@ -73,8 +73,7 @@ def read_cpn(root: Path) -> ReadResult:
     # An object lives in the first split it shows up in; its files in the other are leaks.
     home: dict[str, str | None] = {}
     for (split, templates), folder in zip(split_templates, folders):
-        objects = set(templates) | {parse_numbered(s, FRAME_PATTERN)[0] for s in folder.frames}  # type: ignore[index]
-        for obj in sorted(objects):
+        for obj in sorted(set(templates) | {f.object_id for f in folder.frames}):
             home.setdefault(obj, split)
 
     result = ReadResult(problems=problems)
@@ -83,8 +82,9 @@ def read_cpn(root: Path) -> ReadResult:
             if home[obj] == split:
                 result.templates[obj] = paths
             else:
-                problems.extend(Problem(p, None, f"object {obj} is also in split {home[obj]}") for p in paths)
-    for frame in build_frames(folders, FRAME_PATTERN, parse_yolo, problems, normalized=True):
+                reason = f"object {obj} is also in split {home[obj]}"
+                problems.extend(Problem(p, None, reason) for p in paths)
+    for frame in build_frames(folders, parse_yolo, problems, normalized=True):
         if home[frame.object_id] == frame.split:
             result.frames.append(frame)
         else:

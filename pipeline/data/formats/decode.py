@@ -23,7 +23,7 @@ class BadImage(Exception):
 def _check_strict() -> None:
     # With this flag PIL pads truncated files with grey instead of failing: we would miss them.
     if ImageFile.LOAD_TRUNCATED_IMAGES:
-        raise RuntimeError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is set; truncated images would pass")
+        raise RuntimeError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is on: truncated files would pass")
 
 
 def decoded_size(path: Path) -> tuple[int, int]:
@@ -33,13 +33,24 @@ def decoded_size(path: Path) -> tuple[int, int]:
     try:
         with Image.open(path) as img:
             orientation = img.getexif().get(_EXIF_ORIENTATION_TAG, 1)
-            img.load()
             w, h = img.size
+            # libjpeg at 1/8 scale still entropy-decodes every block (so truncation and broken
+            # data still fail) but skips most of the IDCT: about twice as fast.
+            img.draft(img.mode, (max(1, w // 8), max(1, h // 8)))
+            img.load()
     except FileNotFoundError:
         raise BadImage("file not found") from None
     except _READ_ERRORS as exc:
         raise BadImage(f"cannot read image ({exc})") from None
     return (h, w) if orientation in _SWAPPING_ORIENTATIONS else (w, h)
+
+
+def probe(path: Path) -> tuple[int, int] | str:
+    """:func:`decoded_size`, or the reason it failed; for process pools (nothing raised)."""
+    try:
+        return decoded_size(path)
+    except BadImage as exc:
+        return str(exc)
 
 
 def load_upright_rgb(path: Path) -> Image.Image:

@@ -46,7 +46,8 @@ def read_templates(folder: Path, problems: list[Problem]) -> dict[str, list[Path
         if obj_dir.name.startswith("."):
             continue
         if not obj_dir.is_dir():
-            problems.append(Problem(obj_dir, None, "unexpected file (expected templates/<object_id>/)"))
+            reason = "unexpected file (expected templates/<object_id>/)"
+            problems.append(Problem(obj_dir, None, reason))
             continue
         files = list_files(obj_dir, problems, suffixes=IMAGE_EXTS)
         refs = sorted(unique_stems(files, problems).values())
@@ -65,5 +66,5 @@ def read_refdet(root: Path) -> ReadResult:
         read_search_folder(base / "search", split, FRAME_PATTERN, problems)
         for split, base in split_dirs(root)
     ]
-    frames = build_frames(folders, FRAME_PATTERN, parse_xyxy, problems, normalized=False)
+    frames = build_frames(folders, parse_xyxy, problems, normalized=False)
     return ReadResult(frames=frames, templates=templates, problems=problems)

@@ -1,0 +1,139 @@
+import time
+
+import pytest
+import torch
+
+from pipeline.config import ModelConfig, TrainConfig
+from pipeline.detector import (
+    Backbone,
+    DetectionCriterion,
+    ReferenceDetector,
+    build_criterion,
+    build_detector,
+    weighted_total,
+)
+
+NAN = float("nan")
+
+
+def tiny(name="convnext_atto", levels=(2, 3), fusion="attention", **kw):
+    return ReferenceDetector(Backbone(name, levels), fpn_channels=16, fusion=fusion, corr_kernel=3,
+                             corr_normalize=True, head_channels=16, **kw)
+
+
+@pytest.mark.parametrize("name", ["convnext_atto", "resnet18"])
+@pytest.mark.parametrize("levels", [(2, 3), (3, 4, 5)])
+def test_shapes_and_finite(name, levels):
+    model = tiny(name, levels)
+    stride = 2 ** levels[0]
+    templates, search = torch.rand(2, 3, 3, 64, 64), torch.rand(2, 3, 96, 128)
+    mask = torch.tensor([[True, True, True], [True, False, False]])
+    out = model(templates, search, mask)
+    h0, w0 = 96 // stride, 128 // stride
+    assert out["stride"] == stride and out["image_size"] == (96, 128)
+    assert out["logits"].shape == (2, h0, w0)
+    assert out["ltrb"].shape == (2, 4, h0, w0)
+    assert out["boxes"].shape == (2, h0 * w0, 4)
+    for k in ("logits", "ltrb", "boxes"):
+        assert torch.isfinite(out[k]).all(), k
+    terms = DetectionCriterion()(out, {"boxes": torch.tensor([[30.0, 20, 70, 60], [NAN] * 4])})
+    weighted_total(terms, {"focal": 1, "l1": 5, "iou": 2}).backward()
+    for n, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), n
+    assert model.level_logits.grad.abs().sum() > 0 and model.backbone.body.parameters().__next__().grad.abs().sum() > 0
+
+
+def test_any_input_size():
+    model = tiny(levels=(2, 3, 4)).eval()
+    with torch.no_grad():
+        out = model(torch.rand(1, 2, 3, 50, 70), torch.rand(1, 3, 100, 150))
+    assert out["logits"].shape == (1, 25, 38) and out["boxes"].shape == (1, 25 * 38, 4)
+    assert torch.isfinite(out["boxes"]).all()
+
+
+def test_same_weights_crop_and_frame():
+    model = tiny().eval()
+    t = torch.rand(1, 1, 3, 64, 64)
+    with torch.no_grad():
+        enc = model.encode_templates(t)
+        assert model.detect(torch.rand(1, 3, 64, 64), enc)["logits"].shape == (1, 16, 16)
+        assert model.detect(torch.rand(1, 3, 144, 256), enc)["logits"].shape == (1, 36, 64)
+
+
+def test_encode_cache_broadcast_and_mask():
+    model = tiny().eval()
+    templates, search = torch.rand(1, 3, 3, 64, 64), torch.rand(3, 3, 64, 96)
+    with torch.no_grad():
+        enc = model.encode_templates(templates)
+        cached = model.detect(search, enc)
+        full = model(templates.expand(3, -1, -1, -1, -1), search)
+        torch.testing.assert_close(cached["logits"], full["logits"], atol=1e-5, rtol=1e-5)
+        # a padded template does not change the result
+        padded = torch.cat([templates[:, :2], torch.rand(1, 1, 3, 64, 64)], 1)
+        mask = torch.tensor([[True, True, False]])
+        a = model(padded, search[:1], mask)["logits"]
+        b = model(templates[:, :2], search[:1])["logits"]
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+        # [B, 3, T, T] is one template per sample
+        assert model.encode_templates(templates[:, 0])[0].shape == enc[0].shape
+
+
+def test_batch_mismatch_is_an_error():
+    model = tiny()
+    enc = model.encode_templates(torch.rand(2, 1, 3, 64, 64))
+    with pytest.raises(ValueError, match="template batch 2 does not match search batch 3"):
+        model.detect(torch.rand(3, 3, 64, 64), enc)
+
+
+def test_uint8_images_rejected():
+    with pytest.raises(TypeError, match="float images"):
+        tiny()(torch.zeros(1, 1, 3, 64, 64, dtype=torch.uint8), torch.zeros(1, 3, 64, 64, dtype=torch.uint8))
+
+
+def test_builders_from_config():
+    model = build_detector(ModelConfig())
+    assert model.stride == 4 and model.backbone.levels == [2, 3] and model.fusions[0].mode == "attention"
+    assert model.correlation.kernel_size == 3 and model.correlation.normalize
+    crit = build_criterion(TrainConfig(iou_type="ciou", pos_radius=2, focal_alpha=0.5))
+    assert (crit.iou_type, crit.pos_radius, crit.focal_alpha, crit.focal_gamma) == ("ciou", 2, 0.5, 2.0)
+
+
+def test_bf16_autocast_channels_last():
+    model = tiny().to(memory_format=torch.channels_last)
+    t = torch.rand(2, 2, 3, 64, 64)
+    s = torch.rand(2, 3, 64, 64).contiguous(memory_format=torch.channels_last)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(t, s)
+        terms = DetectionCriterion()(out, {"boxes": torch.tensor([[10.0, 10, 40, 40], [NAN] * 4])})
+    assert out["boxes"].dtype == torch.float32
+    loss = weighted_total(terms, {"focal": 1, "l1": 5, "iou": 2})
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+    loss.backward()
+
+
+@pytest.mark.slow  # ~15-20 s alone on 2 cores, much more when the machine is busy
+def test_overfit_four_samples():
+    torch.set_num_threads(2)
+    model = ReferenceDetector(Backbone("convnext_atto", [2, 3]), 32, "attention", 3, True, 32)
+    crit = DetectionCriterion("giou", 0.25, 2.0, 1)
+    templates, search = torch.rand(4, 2, 3, 64, 64), torch.rand(4, 3, 128, 128)
+    boxes = torch.tensor([[10.0, 20, 50, 60], [60, 60, 100, 110], [30, 70, 70, 120], [NAN] * 4])
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0)
+    weights = {"focal": 1.0, "l1": 5.0, "iou": 2.0}
+    losses, t0 = [], time.monotonic()
+    for _ in range(60):
+        loss = weighted_total(crit(model(templates, search), {"boxes": boxes}), weights)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    with torch.no_grad():
+        out = model(templates, search)
+    assert losses[-1] < losses[0] / 5, (losses[0], losses[-1], time.monotonic() - t0)
+    # the best cell of each frame with the target is (next to) the box centre
+    for i in range(3):
+        best = out["logits"][i].flatten().argmax().item()
+        r, c = divmod(best, out["logits"].shape[-1])
+        cx, cy = (boxes[i, 0] + boxes[i, 2]) / 8, (boxes[i, 1] + boxes[i, 3]) / 8
+        assert abs(r - int(cy)) <= 1 and abs(c - int(cx)) <= 1
+    assert torch.sigmoid(out["logits"][3]).max() < torch.sigmoid(out["logits"][:3]).amax((1, 2)).min()

@@ -1,0 +1,117 @@
+"""The train stage for real: tiny demo data, real timm model, real MLflow (SQLite), real DVC, real DDP."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+
+import pytest
+import torch
+
+from tests.pipeline_repo import dvc, make_pipeline_repo, run, set_params
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def data_repo(tmp_path_factory):
+    """A repo whose two data stages have run once (copied by each test that trains)."""
+    root = make_pipeline_repo(tmp_path_factory.mktemp("train") / "base", {"train": {"epochs": 2}})
+    dvc(root, "repro", "resize_templates")
+    return root
+
+
+def _copy(data_repo, tmp_path):
+    dst = tmp_path / "repo"
+    shutil.copytree(data_repo, dst, symlinks=True)
+    return dst
+
+
+def _train(root, extra_env=None, check=True):
+    return run([sys.executable, "-m", "pipeline.train"], root, check=check, extra_env=extra_env)
+
+
+def _state(path):
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def test_train_writes_outputs_and_an_mlflow_run(data_repo, tmp_path):
+    import mlflow
+
+    root = _copy(data_repo, tmp_path)
+    _train(root, {"DVC_EXP_NAME": "tiny-exp"})
+    for name in ("models/last.pt", "models/best.pt", "models/run.json", "reports/train_metrics.json", "reports/train_curve.csv"):
+        assert (root / name).is_file(), name
+    metrics = json.loads((root / "reports/train_metrics.json").read_text())
+    assert metrics["epochs"] == 2 and metrics["precision"] == "bf16"
+    assert "val_AP50" in metrics["best"]
+    run_info = json.loads((root / "models/run.json").read_text())
+    assert run_info["tracking_uri"] == f"sqlite:///{root.resolve() / 'mlflow.db'}"
+    got = mlflow.tracking.MlflowClient(run_info["tracking_uri"]).get_run(run_info["run_id"])
+    assert got.info.run_name == "tiny-exp"
+    assert got.data.params["train.iou_type"] == "giou"
+    assert got.data.params["model.fusion"] == "attention"
+    for key in ("train_loss", "train_focal", "train_l1", "train_iou", "train_lr", "val_AP50", "step_loss", "lr"):
+        assert key in got.data.metrics, key
+    assert got.data.tags["dvc_exp_name"] == "tiny-exp"
+
+
+def test_killed_run_resumes_to_the_same_model(data_repo, tmp_path):
+    straight = _copy(data_repo, tmp_path / "a")
+    _train(straight)
+    resumed = _copy(data_repo, tmp_path / "b")
+    killed = _train(resumed, {"NEEDLE_KILL_AFTER_EPOCH": "0"}, check=False)
+    assert killed.returncode != 0  # SIGKILL after epoch 0's checkpoint
+    assert _state(resumed / "models/last.pt")["epoch"] == 0
+    out = _train(resumed)
+    assert "resuming from models/last.pt at epoch 1" in out.stderr
+    a, b = _state(straight / "models/last.pt"), _state(resumed / "models/last.pt")
+    assert a["epoch"] == b["epoch"] == 1 and a["step"] == b["step"]
+    for key, tensor in a["model"].items():
+        torch.testing.assert_close(b["model"][key], tensor, rtol=0, atol=0, msg=key)
+
+
+def test_other_params_do_not_resume(data_repo, tmp_path):
+    root = _copy(data_repo, tmp_path)
+    _train(root, {"NEEDLE_KILL_AFTER_EPOCH": "0"}, check=False)
+    set_params(root, {"train": {"iou_type": "ciou"}})
+    out = _train(root)
+    assert "trained with other params; starting fresh" in out.stderr
+
+
+def test_unreachable_tracking_store_does_not_stop_training(data_repo, tmp_path):
+    root = _copy(data_repo, tmp_path)
+    out = _train(root, {"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"})
+    assert "MLflow tracking at http://127.0.0.1:9 failed" in out.stderr
+    assert (root / "models/last.pt").is_file()
+    assert json.loads((root / "reports/train_metrics.json").read_text())["steps"] > 0
+
+
+def test_ddp_two_processes_on_gloo(data_repo, tmp_path):
+    root = _copy(data_repo, tmp_path)
+    out = run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+               "-m", "pipeline.train"], root)
+    assert (root / "models/last.pt").is_file()
+    metrics = json.loads((root / "reports/train_metrics.json").read_text())
+    assert metrics["epochs"] == 2
+    # one MLflow run only (rank 0)
+    import mlflow
+
+    client = mlflow.tracking.MlflowClient(f"sqlite:///{root.resolve() / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("needle").experiment_id])
+    assert len(runs) == 1, out.stderr[-2000:]
+
+
+def test_exp_run_iou_type_reruns_train_only(data_repo, tmp_path):
+    root = _copy(data_repo, tmp_path)
+    first = dvc(root, "repro")
+    assert "Running stage 'train'" in first.stdout
+    run(["git", "add", "-A"], root)
+    run(["git", "commit", "-qm", "baseline"], root)
+    exp = dvc(root, "exp", "run", "-S", "train.iou_type=ciou")
+    assert "Running stage 'train'" in exp.stdout
+    assert "Running stage 'prepare'" not in exp.stdout
+    assert "Running stage 'resize_templates'" not in exp.stdout
+    shown = dvc(root, "exp", "show", "--json")
+    assert "ciou" in shown.stdout
