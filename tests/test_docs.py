@@ -1,0 +1,32 @@
+"""The docs stay true to the code: every params key documented, README's commands are CI's."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from pipeline.config import parse_params, to_flat_dict
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_every_param_is_documented_and_no_stale_keys():
+    documented = set(re.findall(r"^\| `([a-z0-9_.]+)` \|", (REPO / "docs/params.md").read_text(), flags=re.M))
+    actual = set(to_flat_dict(parse_params({})))
+    assert actual - documented == set(), "params missing from docs/params.md"
+    assert documented - actual == set(), "docs/params.md documents keys that do not exist"
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (REPO / "README.md").read_text()
+    ci = (REPO / ".ci/run").read_text()
+    test_cmd = "python -m pip install -r requirements-dev.txt && python -m pytest"
+    demo_cmd = "python -m pip install -r requirements.txt && python -m dvc repro"
+    assert test_cmd in readme and test_cmd in ci
+    assert demo_cmd in readme
+
+
+def test_requirements_admit_the_tested_torch():
+    reqs = (REPO / "requirements.txt").read_text()
+    assert re.search(r"^torch>=[\d.]+,<2\.15$", reqs, flags=re.M)
+    assert re.search(r"^torchvision>=[\d.]+,<0\.30$", reqs, flags=re.M)
