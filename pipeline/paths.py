@@ -1,6 +1,6 @@
 """Every file and folder the stages read or write, relative to the repository root.
 
-dvc.yaml names the same paths; ``tests/test_dvc_yaml.py`` checks that the two agree.
+dvc.yaml names the same paths; ``tests/test_dvc_pipeline.py`` checks that the two agree.
 """
 
 from __future__ import annotations

@@ -10,13 +10,27 @@ import logging
 from pathlib import Path
 
 from pipeline.cli import UserError, run_stage
-from pipeline.config import load_params
+from pipeline.config import DataConfig, load_params
 from pipeline.data.demo import generate_demo
 from pipeline.data.ingest import ingest, path_formatter
 from pipeline.io import atomic_dir, write_csv, write_json
 from pipeline.paths import Paths
 
 log = logging.getLogger(__name__)
+
+
+def resolve_source(data: DataConfig, demo_dir: Path, prepared: Path) -> tuple[Path, str]:
+    """The folder and format to read: demo data generated into ``demo_dir``, or the user's."""
+    if data.source == "demo":
+        if data.format not in ("auto", "cpn"):
+            raise UserError(f"data.format: {data.format!r} does not apply to the demo data (cpn)")
+        log.info("generating demo data")
+        generate_demo(demo_dir, data.demo, data.seed)
+        return demo_dir, "cpn"
+    source = Path(data.source).expanduser()
+    if source.resolve().is_relative_to(prepared.resolve()):
+        raise UserError(f"data.source: {source} is inside {prepared}, which every run replaces")
+    return source, data.format
 
 
 def main() -> None:
@@ -27,16 +41,7 @@ def main() -> None:
         def staged_path(final: Path) -> Path:
             return staged / final.relative_to(paths.prepared)
 
-        if data.source == "demo":
-            if data.format not in ("auto", "cpn"):
-                raise UserError(
-                    f"data.format: {data.format!r} does not apply to the demo data (cpn); use auto"
-                )
-            source, fmt = staged_path(paths.demo_root), "cpn"
-            log.info("generating demo data in %s", paths.demo_root)
-            generate_demo(source, data.demo, data.seed)
-        else:
-            source, fmt = Path(data.source), data.format
+        source, fmt = resolve_source(data, staged_path(paths.demo_root), paths.prepared)
         result = ingest(
             source,
             fmt,

@@ -7,6 +7,7 @@ import json
 import pytest
 import yaml
 
+from pipeline.config import parse_params, to_flat_dict
 from pipeline.paths import Paths
 from tests.pipeline_repo import REPO, dvc, make_pipeline_repo, set_params
 
@@ -29,7 +30,20 @@ def test_dvc_yaml_paths_agree_with_pipeline_paths():
         assert stage["cmd"] == f"python -m pipeline.{name}"
         assert f"pipeline/{name}.py" in stage["deps"]
         for dep in stage["deps"]:
+            if dep.startswith("data/"):
+                continue  # outputs of earlier stages
             assert (REPO / dep).exists(), f"dvc.yaml stage {name}: dep {dep} does not exist"
+
+
+@pytest.mark.parametrize(
+    "stage, sections, extra",
+    [("prepare", ("data",), ()), ("resize_templates", ("templates",), ()), ("train", ("model", "train"), ("templates.size",))],
+)
+def test_each_stage_lists_exactly_the_params_it_reads(stage, sections, extra):
+    listed = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"][stage]["params"]
+    flat = to_flat_dict(parse_params({}))
+    expected = [k for k in flat if k.split(".")[0] in sections] + list(extra)
+    assert sorted(listed) == sorted(expected)
 
 
 @pytest.mark.slow
@@ -51,3 +65,6 @@ def test_data_stages_repro_noop_and_partial_rerun(tmp_path):
     third = dvc(root, "repro", "resize_templates")
     assert not _ran(third.stdout, "prepare")
     assert _ran(third.stdout, "resize_templates")
+    from PIL import Image
+
+    assert Image.open(next((root / "data/templates").rglob("*.jpg"))).size == (48, 48)

@@ -128,7 +128,8 @@ def test_coco_references_land_in_the_output(tmp_path: Path):
         ({"val_fraction": 0}, "error: params.yaml: data.val_fraction: 0.0 is out of range"),
         ({"sauce": "demo"}, "error: params.yaml: data.sauce: unknown key"),
         ({"source": "missing"}, "error: missing: data folder does not exist"),
-        ({"source": "demo", "format": "coco"}, "error: data.format: 'coco' does not apply to the demo data"),
+        ({"source": "data/prepared/demo"}, "error: data.source: data/prepared/demo is inside data/prepared"),
+        ({"source": "demo", "format": "coco"}, "error: data.format: 'coco' does not apply to the demo data (cpn)"),
     ],
 )
 def test_bad_params_exit_2_without_traceback(tmp_path: Path, data: dict, message: str):

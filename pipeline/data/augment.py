@@ -6,11 +6,6 @@ import albumentations as A
 import cv2
 import numpy as np
 
-#: ImageNet statistics; timm ConvNeXt models are trained with them.
-MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
-STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
-
-
 def search_augmentation() -> A.Compose:
     """Geometric + photometric augmentation of an RGB uint8 search crop with one pascal_voc box.
 
@@ -47,7 +42,5 @@ def template_augmentation() -> A.Compose:
 
 
 def to_tensor_array(image: np.ndarray) -> np.ndarray:
-    """HWC uint8 RGB -> CHW float32, ImageNet-normalised."""
-    x = image.astype(np.float32) / 255.0
-    x = (x - MEAN) / STD
-    return np.ascontiguousarray(x.transpose(2, 0, 1))
+    """HWC uint8 RGB -> CHW float32 in [0, 1] (the detector normalises with its backbone's stats)."""
+    return np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32) / 255.0

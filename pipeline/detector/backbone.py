@@ -189,10 +189,15 @@ class Backbone(nn.Module):
                 raise ValueError(f"timm has no pretrained weights for backbone {name!r}; use pretrained: false or a local file")
             if _offline():
                 raise _no_hub_error(name, "HF_HUB_OFFLINE is set and they are not in the local cache")
+            proxy = next((os.environ[k] for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy") if os.environ.get(k)), None)
+            probe_host, probe_port = (host, 443)
+            if proxy:  # the hub is reached through the proxy: probe that instead
+                parsed = urlparse(proxy if "://" in proxy else f"http://{proxy}")
+                probe_host, probe_port = parsed.hostname or host, parsed.port or 443
             try:
-                socket.create_connection((host, 443), timeout=_HUB_PROBE_TIMEOUT_S).close()
+                socket.create_connection((probe_host, probe_port), timeout=_HUB_PROBE_TIMEOUT_S).close()
             except OSError as exc:
-                raise _no_hub_error(name, f"{host} is unreachable ({exc})") from None
+                raise _no_hub_error(name, f"{probe_host}:{probe_port} is unreachable ({exc})") from None
             try:
                 return timm.create_model(name, pretrained=True, **kw)
             except Exception as exc:  # network/hub errors come in many types

@@ -1,7 +1,8 @@
 """What every format reader returns, and the file-level checks the readers share.
 
-Readers only look at names and label text; decoding images, checking boxes against image sizes
-and deciding whether a problem stops the run is :mod:`pipeline.data.ingest`'s job.
+Readers look at names and label text only (coco also decodes the images it crops references
+from); decoding every image, checking boxes against image sizes and deciding whether a problem
+stops the run is :mod:`pipeline.data.ingest`'s job.
 """
 
 from __future__ import annotations
@@ -58,10 +59,6 @@ class ReadResult:
     frames: list[Frame] = field(default_factory=list)
     templates: dict[str, list[Path]] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
-
-
-def is_image(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_EXTS
 
 
 def list_files(folder: Path, problems: list[Problem], *, suffixes: tuple[str, ...]) -> list[Path]:
