@@ -96,7 +96,7 @@ def train_one_epoch(
             state.step += 1
             if on_step is not None and state.step % log_every == 0:
                 on_step(state.step, {**{f"step_{k}": float(v) for k, v in terms.items()}, "step_loss": float(loss),
-                                     "lr": optimizer.param_groups[-1]["lr"]})
+                                     "lr": max(g["lr"] for g in optimizer.param_groups)})
         n = batch["search"].shape[0]
         seen += n
         for k, v in {**terms, "loss": loss}.items():
@@ -105,7 +105,7 @@ def train_one_epoch(
             bar.set_postfix(loss=f"{float(loss):.3f}")
     elapsed = max(time.perf_counter() - started, 1e-9)
     out = {k: v / max(seen, 1) for k, v in sums.items()}
-    out["lr"] = optimizer.param_groups[-1]["lr"]
+    out["lr"] = max(g["lr"] for g in optimizer.param_groups)
     out["images_per_s"] = seen / elapsed
     return out
 
