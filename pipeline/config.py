@@ -80,6 +80,8 @@ class ModelConfig:
     corr_kernel: int = field(default=3, metadata=_range(1))
     corr_normalize: bool = True
     head_channels: int = field(default=64, metadata=_range(8))
+    search_features: bool = True
+    box_prior: float = field(default=32.0, metadata=_range(1.0))
     search_size: tuple[int, int] = (1024, 576)
 
 
@@ -114,6 +116,7 @@ class TrainConfig:
     augment: bool = True
     crop_size: int = field(default=320, metadata=_range(0))
     background_crop_prob: float = field(default=0.25, metadata=_range(0.0, 1.0))
+    shifted_pairs: bool = True
     pos_radius: int = field(default=1, metadata=_range(0))
     focal_alpha: float = field(default=0.25, metadata=_range(0.0, 1.0))
     focal_gamma: float = field(default=2.0, metadata=_range(0.0))

@@ -169,6 +169,7 @@ class TrainDataset(Dataset):
         self.seed = seed
         self.epoch = 0
         self._search_aug = search_augmentation() if augment else None
+        self._object_codes = object_codes(self.samples)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -191,7 +192,7 @@ class TrainDataset(Dataset):
             image = result["image"]
             box = tuple(float(v) for v in result["bboxes"][0]) if len(result["bboxes"]) else None
         templates = _load_templates(sample.templates, self.template_size, rng if self.augment else None)
-        return _pack(image, box, templates, index)
+        return _pack(image, box, templates, index, self._object_codes[sample.object_id])
 
 
 class EvalDataset(Dataset):
@@ -201,6 +202,7 @@ class EvalDataset(Dataset):
         self.samples = list(samples)
         self.template_size = template_size
         self.search_size = tuple(search_size)
+        self._object_codes = object_codes(self.samples)
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -208,18 +210,25 @@ class EvalDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         sample = self.samples[index]
         image, sx, sy = _resize(read_rgb(sample.image), self.search_size)
-        item = _pack(image, _scale_box(sample.box, sx, sy), _load_templates(sample.templates, self.template_size, None), index)
+        templates = _load_templates(sample.templates, self.template_size, None)
+        item = _pack(image, _scale_box(sample.box, sx, sy), templates, index, self._object_codes[sample.object_id])
         item["scale"] = torch.tensor([sx, sy, sx, sy], dtype=torch.float32)
         return item
 
 
-def _pack(image: np.ndarray, box, templates: np.ndarray, index: int) -> dict:
+def object_codes(samples: Sequence[Sample]) -> dict[str, int]:
+    """A small integer per object id (tensors cannot hold strings)."""
+    return {obj: i for i, obj in enumerate(sorted({s.object_id for s in samples}))}
+
+
+def _pack(image: np.ndarray, box, templates: np.ndarray, index: int, object_code: int) -> dict:
     return {
         "search": torch.from_numpy(to_tensor_array(image)),
         "templates": torch.from_numpy(templates),
         "boxes": torch.tensor(box if box is not None else [float("nan")] * 4, dtype=torch.float32),
         "present": torch.tensor(box is not None),
         "index": torch.tensor(index),
+        "object": torch.tensor(object_code),
     }
 
 
@@ -227,7 +236,8 @@ def collate(batch: list[dict]) -> dict:
     """Stack samples; templates are padded to the largest K in the batch with a validity mask.
 
     Returns search [B,3,H,W], templates [B,K,3,T,T], template_mask [B,K] bool, boxes [B,4] (NaN when
-    absent), present [B] bool, index [B] (and scale [B,4] for evaluation batches).
+    absent), present [B] bool, index [B], object [B] (object code), and scale [B,4] for
+    evaluation batches.
     """
     k_max = max(item["templates"].shape[0] for item in batch)
     t_shape = batch[0]["templates"].shape[1:]

@@ -53,6 +53,8 @@ class ReferenceDetector(nn.Module):
         corr_normalize: cosine-normalised correlation (see :class:`Correlation`).
         head_channels: channels of the head's hidden convs.
         head_convs: number of hidden conv blocks of the head.
+        search_features: also feed the finest search features to the head (seed 000); False =
+            correlation maps only (seed 001), which forces the head to rely on matching.
         box_prior_px: initial predicted distance from cell centre to each box side, in pixels.
     """
 
@@ -66,6 +68,7 @@ class ReferenceDetector(nn.Module):
         head_channels: int = 64,
         head_convs: int = 2,
         box_prior_px: float = 32.0,
+        search_features: bool = True,
     ):
         super().__init__()
         self.backbone = backbone
@@ -76,7 +79,9 @@ class ReferenceDetector(nn.Module):
         self.level_logits = nn.Parameter(torch.zeros(n))  # softmax -> weight of each level's correlation
         self.stride = int(backbone.strides[0])
         self.pad_multiple = int(max(backbone.strides))
-        self.head = DetectionHead(2 * fpn_channels, head_channels, head_convs, box_prior=box_prior_px / self.stride)
+        self.search_features = search_features
+        head_in = 2 * fpn_channels if search_features else fpn_channels
+        self.head = DetectionHead(head_in, head_channels, head_convs, box_prior=box_prior_px / self.stride)
         self.register_buffer("pixel_mean", torch.tensor(backbone.mean).view(3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(backbone.std).view(3, 1, 1), persistent=False)
 
@@ -120,10 +125,16 @@ class ReferenceDetector(nn.Module):
         """
         if search.dim() != 4 or search.shape[1] != 3:
             raise ValueError(f"detect: expected search [B, 3, H, W], got {tuple(search.shape)}")
+        return self._detect_features(self._features(search), templates_encoded, tuple(search.shape[-2:]))
+
+    def _detect_features(
+        self, feats: Sequence[Tensor], templates_encoded: Sequence[Tensor], image_size: tuple[int, int]
+    ) -> dict[str, Any]:
+        """Correlation + head on precomputed search FPN maps (see :meth:`detect`)."""
         if len(templates_encoded) != len(self.fusions):
             raise ValueError(f"detect: expected {len(self.fusions)} template levels, got {len(templates_encoded)}")
-        b, _, h, w = search.shape
-        feats = self._features(search)
+        b = feats[0].shape[0]
+        h, w = image_size
         size0 = feats[0].shape[-2:]
         level_w = self.level_logits.softmax(0)
         fused = None
@@ -137,7 +148,8 @@ class ReferenceDetector(nn.Module):
                 c = F.interpolate(c, size=size0, mode="bilinear", align_corners=False)
             c = c * level_w[i].to(c.dtype)
             fused = c if fused is None else fused + c
-        logits, raw = self.head(torch.cat([fused, feats[0]], dim=1))
+        head_in = torch.cat([fused, feats[0]], dim=1) if self.search_features else fused
+        logits, raw = self.head(head_in)
         h0, w0 = -(-h // self.stride), -(-w // self.stride)
         logits = logits[:, 0, :h0, :w0]
         ltrb = ltrb_from_raw(raw[:, :, :h0, :w0], self.stride)
@@ -149,9 +161,25 @@ class ReferenceDetector(nn.Module):
             "image_size": (h, w),
         }
 
-    def forward(self, templates: Tensor, search: Tensor, template_mask: Tensor | None = None) -> dict[str, Any]:
-        """``detect(search, encode_templates(templates, template_mask))``."""
-        return self.detect(search, self.encode_templates(templates, template_mask))
+    def forward(
+        self, templates: Tensor, search: Tensor, template_mask: Tensor | None = None, shifted_pairs: bool = False
+    ) -> dict[str, Any]:
+        """``detect(search, encode_templates(templates, template_mask))``.
+
+        With ``shifted_pairs`` (training), every search image is also paired with the templates of
+        the next sample in the batch (``roll(1)``), reusing the search features: the outputs then
+        have batch ``2B``, the ``B`` true pairs first. For a different object the shifted pair is a
+        free negative that punishes firing on any object-like blob instead of the reference.
+        """
+        encoded = self.encode_templates(templates, template_mask)
+        if not shifted_pairs:
+            return self.detect(search, encoded)
+        if search.dim() != 4 or search.shape[1] != 3:
+            raise ValueError(f"forward: expected search [B, 3, H, W], got {tuple(search.shape)}")
+        feats = self._features(search)
+        both_feats = [torch.cat([f, f]) for f in feats]
+        both_templates = [torch.cat([t, t.roll(1, dims=0)]) for t in encoded]
+        return self._detect_features(both_feats, both_templates, tuple(search.shape[-2:]))
 
 
 def build_detector(cfg: ModelConfig) -> ReferenceDetector:
@@ -164,6 +192,8 @@ def build_detector(cfg: ModelConfig) -> ReferenceDetector:
         corr_kernel=cfg.corr_kernel,
         corr_normalize=cfg.corr_normalize,
         head_channels=cfg.head_channels,
+        search_features=cfg.search_features,
+        box_prior_px=cfg.box_prior,
     )
 
 

@@ -44,6 +44,18 @@ def _progress(iterable: Iterable, total: int, desc: str, enabled: bool):
     return iterable
 
 
+def pair_targets(batch: dict, shifted_pairs: bool) -> dict[str, torch.Tensor]:
+    """Criterion targets for the model's outputs: ``B`` true pairs, then (with ``shifted_pairs``)
+    ``B`` pairs of each search image with the next sample's templates. A shifted pair keeps the
+    box only when both samples show the same object; otherwise the target is absent."""
+    boxes, present = batch["boxes"], batch["present"]
+    if not shifted_pairs:
+        return {"boxes": boxes, "present": present}
+    same = batch["object"] == batch["object"].roll(1)
+    shifted_boxes = torch.where(same[:, None], boxes, torch.full_like(boxes, float("nan")))
+    return {"boxes": torch.cat([boxes, shifted_boxes]), "present": torch.cat([present, present & same])}
+
+
 def train_one_epoch(
     model: nn.Module,
     criterion: nn.Module,
@@ -61,6 +73,7 @@ def train_one_epoch(
     grad_clip: float = 0.0,
     channels_last: bool = False,
     log_every: int = 10,
+    shifted_pairs: bool = False,
     on_step: Callable[[int, dict[str, float]], None] | None = None,
     is_main: bool = True,
 ) -> dict[str, float]:
@@ -75,8 +88,8 @@ def train_one_epoch(
     for i, batch in enumerate(bar):
         batch = _to_device(batch, device, channels_last)
         with precision.autocast():
-            outputs = model(batch["templates"], batch["search"], batch["template_mask"])
-        terms = criterion(outputs, {"boxes": batch["boxes"], "present": batch["present"]})
+            outputs = model(batch["templates"], batch["search"], batch["template_mask"], shifted_pairs=shifted_pairs)
+        terms = criterion(outputs, pair_targets(batch, shifted_pairs))
         loss = weighted_total(terms, loss_weights)
         if not torch.isfinite(loss):
             raise FloatingPointError(

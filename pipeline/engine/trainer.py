@@ -170,7 +170,7 @@ def fit(params: Params, paths: Paths) -> dict:
         epoch_stats = train_one_epoch(
             train_model, criterion, loader, len(loader), optimizer, scheduler, scaler, precision,
             dataclasses.asdict(cfg.loss_weights), device, state, epoch, cfg.accumulate, cfg.grad_clip,
-            cfg.channels_last, cfg.log_every, on_step if info.is_main else None, info.is_main,
+            cfg.channels_last, cfg.log_every, cfg.shifted_pairs, on_step if info.is_main else None, info.is_main,
         )
         row = {"epoch": epoch, **{f"train_{k}": v for k, v in epoch_stats.items()}}
         if info.is_main and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs):

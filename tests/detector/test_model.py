@@ -137,3 +137,17 @@ def test_overfit_four_samples():
         cx, cy = (boxes[i, 0] + boxes[i, 2]) / 8, (boxes[i, 1] + boxes[i, 3]) / 8
         assert abs(r - int(cy)) <= 1 and abs(c - int(cx)) <= 1
     assert torch.sigmoid(out["logits"][3]).max() < torch.sigmoid(out["logits"][:3]).amax((1, 2)).min()
+
+
+def test_shifted_pairs_reuse_search_features_and_roll_templates():
+    torch.manual_seed(0)
+    model = tiny().eval()
+    templates, search = torch.rand(3, 2, 3, 32, 32), torch.rand(3, 3, 64, 64)
+    with torch.no_grad():
+        both = model(templates, search, shifted_pairs=True)
+        plain = model(templates, search)
+        rolled = model(templates.roll(1, dims=0), search)
+    assert both["logits"].shape == (6, 16, 16)
+    torch.testing.assert_close(both["logits"][:3], plain["logits"])
+    torch.testing.assert_close(both["logits"][3:], rolled["logits"])
+    torch.testing.assert_close(both["boxes"][3:], rolled["boxes"])
