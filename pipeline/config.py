@@ -81,6 +81,7 @@ class ModelConfig:
     corr_normalize: bool = True
     head_channels: int = field(default=64, metadata=_range(8))
     search_features: bool = True
+    similarity_skip: bool = True
     box_prior: float = field(default=32.0, metadata=_range(1.0))
     search_size: tuple[int, int] = (1024, 576)
 

@@ -53,6 +53,8 @@ class ReferenceDetector(nn.Module):
         corr_normalize: cosine-normalised correlation (see :class:`Correlation`).
         head_channels: channels of the head's hidden convs.
         head_convs: number of hidden conv blocks of the head.
+        similarity_skip: add ``gain * cosine similarity`` (per cell, levels fused, minus its
+            mean over the image) to the objectness logit, as SiamFC scores a response map.
         search_features: also feed the finest search features to the head (seed 000); False =
             correlation maps only (seed 001), which forces the head to rely on matching.
         box_prior_px: initial predicted distance from cell centre to each box side, in pixels.
@@ -69,6 +71,7 @@ class ReferenceDetector(nn.Module):
         head_convs: int = 2,
         box_prior_px: float = 32.0,
         search_features: bool = True,
+        similarity_skip: bool = True,
     ):
         super().__init__()
         self.backbone = backbone
@@ -80,6 +83,10 @@ class ReferenceDetector(nn.Module):
         self.stride = int(backbone.strides[0])
         self.pad_multiple = int(max(backbone.strides))
         self.search_features = search_features
+        # SiamFC-style direct path: the cosine-similarity map adds to the objectness logit, so the
+        # loss shapes the features for matching from the first step (a learned gain and offset).
+        self.similarity_skip = similarity_skip
+        self.similarity_gain = nn.Parameter(torch.tensor(5.0)) if similarity_skip else None
         head_in = 2 * fpn_channels if search_features else fpn_channels
         self.head = DetectionHead(head_in, head_channels, head_convs, box_prior=box_prior_px / self.stride)
         self.register_buffer("pixel_mean", torch.tensor(backbone.mean).view(3, 1, 1), persistent=False)
@@ -148,10 +155,16 @@ class ReferenceDetector(nn.Module):
                 c = F.interpolate(c, size=size0, mode="bilinear", align_corners=False)
             c = c * level_w[i].to(c.dtype)
             fused = c if fused is None else fused + c
+        # channel mean of the (normalised) correlation = cosine similarity per cell, in [-1, 1];
+        # centred per image so that only contrast (this cell matches better) moves the logit
+        similarity = fused.float().mean(1)
+        similarity = similarity - similarity.mean(dim=(1, 2), keepdim=True)
         head_in = torch.cat([fused, feats[0]], dim=1) if self.search_features else fused
         logits, raw = self.head(head_in)
         h0, w0 = -(-h // self.stride), -(-w // self.stride)
         logits = logits[:, 0, :h0, :w0]
+        if self.similarity_gain is not None:
+            logits = logits + self.similarity_gain * similarity[:, :h0, :w0].to(logits.dtype)
         ltrb = ltrb_from_raw(raw[:, :, :h0, :w0], self.stride)
         return {
             "logits": logits,
@@ -193,6 +206,7 @@ def build_detector(cfg: ModelConfig) -> ReferenceDetector:
         corr_normalize=cfg.corr_normalize,
         head_channels=cfg.head_channels,
         search_features=cfg.search_features,
+        similarity_skip=cfg.similarity_skip,
         box_prior_px=cfg.box_prior,
     )
 

@@ -151,3 +151,19 @@ def test_shifted_pairs_reuse_search_features_and_roll_templates():
     torch.testing.assert_close(both["logits"][:3], plain["logits"])
     torch.testing.assert_close(both["logits"][3:], rolled["logits"])
     torch.testing.assert_close(both["boxes"][3:], rolled["boxes"])
+
+
+def test_similarity_skip_adds_centred_cosine_map_to_logits():
+    torch.manual_seed(0)
+    with_skip = tiny(similarity_skip=True).eval()
+    without = tiny(similarity_skip=False).eval()
+    state = {k: v for k, v in with_skip.state_dict().items() if k != "similarity_gain"}
+    without.load_state_dict(state)
+    templates, search = torch.rand(2, 3, 3, 32, 32), torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        a, b = with_skip(templates, search)["logits"], without(templates, search)["logits"]
+        delta = (a - b) / with_skip.similarity_gain
+    assert not torch.allclose(a, b)
+    # centred per image: the added map sums to zero over each image
+    torch.testing.assert_close(delta.mean(dim=(1, 2)), torch.zeros(2), atol=1e-5, rtol=0)
+    assert delta.abs().max() <= 2.0  # a difference of two cosines
