@@ -196,8 +196,17 @@ class ReferenceDetector(nn.Module):
 
 
 def build_detector(cfg: ModelConfig) -> ReferenceDetector:
-    """The detector described by the ``model`` section of params.yaml."""
-    backbone = Backbone(cfg.backbone, cfg.levels, cfg.pretrained)
+    """The detector described by the ``model`` section of params.yaml.
+
+    A backbone that cannot be built from these params (unknown name, missing level, weights file
+    missing or not fitting, hub unreachable) is reported as a ConfigError naming the keys.
+    """
+    from pipeline.config import ConfigError  # local: the detector package stays config-free
+
+    try:
+        backbone = Backbone(cfg.backbone, cfg.levels, cfg.pretrained)
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        raise ConfigError(f"model.backbone / model.levels / model.pretrained: {exc}") from None
     return ReferenceDetector(
         backbone,
         fpn_channels=cfg.fpn_channels,

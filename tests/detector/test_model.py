@@ -167,3 +167,14 @@ def test_similarity_skip_adds_centred_cosine_map_to_logits():
     # centred per image: the added map sums to zero over each image
     torch.testing.assert_close(delta.mean(dim=(1, 2)), torch.zeros(2), atol=1e-5, rtol=0)
     assert delta.abs().max() <= 2.0  # a difference of two cosines
+
+
+def test_build_detector_reports_backbone_problems_as_config_errors(tmp_path):
+    from pipeline.config import ConfigError
+
+    with pytest.raises(ConfigError, match="model.pretrained.*missing.safetensors"):
+        build_detector(ModelConfig(pretrained=str(tmp_path / "missing.safetensors")))
+    with pytest.raises(ConfigError, match="no level 1"):
+        build_detector(ModelConfig(levels=(1, 2)))
+    with pytest.raises(ConfigError, match="model.backbone"):
+        build_detector(ModelConfig(backbone="no_such_net_xyz"))
