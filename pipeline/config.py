@@ -82,6 +82,8 @@ class ModelConfig:
     head_channels: int = field(default=64, metadata=_range(8))
     search_features: bool = True
     similarity_skip: bool = True
+    match_grid: int = field(default=0, metadata=_range(0))
+    match_top: int = field(default=4, metadata=_range(1))
     box_prior: float = field(default=32.0, metadata=_range(1.0))
     search_size: tuple[int, int] = (1024, 576)
 

@@ -13,6 +13,7 @@ from .backbone import Backbone
 from .correlation import Correlation
 from .fpn import FPN
 from .fusion import TemplateFusion
+from .matching import PrototypeMatching
 from .head import DetectionHead, decode_boxes, ltrb_from_raw
 from .losses import DetectionCriterion
 
@@ -55,6 +56,9 @@ class ReferenceDetector(nn.Module):
         head_convs: number of hidden conv blocks of the head.
         similarity_skip: add ``gain * cosine similarity`` (per cell, levels fused, minus its
             mean over the image) to the objectness logit, as SiamFC scores a response map.
+        match_grid, match_top: prototype matching (see :mod:`.matching`): the template's centre is
+            pooled to ``match_grid²`` part vectors and the ``match_top`` best cosine similarities
+            per search cell go to the head; 0 = off.
         search_features: also feed the finest search features to the head (seed 000); False =
             correlation maps only (seed 001), which forces the head to rely on matching.
         box_prior_px: initial predicted distance from cell centre to each box side, in pixels.
@@ -72,6 +76,8 @@ class ReferenceDetector(nn.Module):
         box_prior_px: float = 32.0,
         search_features: bool = True,
         similarity_skip: bool = True,
+        match_grid: int = 0,
+        match_top: int = 4,
     ):
         super().__init__()
         self.backbone = backbone
@@ -87,7 +93,8 @@ class ReferenceDetector(nn.Module):
         # loss shapes the features for matching from the first step (a learned gain and offset).
         self.similarity_skip = similarity_skip
         self.similarity_gain = nn.Parameter(torch.tensor(5.0)) if similarity_skip else None
-        head_in = 2 * fpn_channels if search_features else fpn_channels
+        self.matching = PrototypeMatching(match_grid, min(match_top, match_grid**2)) if match_grid > 0 else None
+        head_in = (2 * fpn_channels if search_features else fpn_channels) + (self.matching.top if self.matching else 0)
         self.head = DetectionHead(head_in, head_channels, head_convs, box_prior=box_prior_px / self.stride)
         self.register_buffer("pixel_mean", torch.tensor(backbone.mean).view(3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(backbone.std).view(3, 1, 1), persistent=False)
@@ -155,11 +162,20 @@ class ReferenceDetector(nn.Module):
                 c = F.interpolate(c, size=size0, mode="bilinear", align_corners=False)
             c = c * level_w[i].to(c.dtype)
             fused = c if fused is None else fused + c
+            if self.matching is not None:
+                m = self.matching(f, t)
+                if m.shape[-2:] != size0:
+                    m = F.interpolate(m, size=size0, mode="bilinear", align_corners=False)
+                m = m * level_w[i]
+                matched = m if i == 0 else matched + m
         # channel mean of the (normalised) correlation = cosine similarity per cell, in [-1, 1];
         # centred per image so that only contrast (this cell matches better) moves the logit
         similarity = fused.float().mean(1)
         similarity = similarity - similarity.mean(dim=(1, 2), keepdim=True)
-        head_in = torch.cat([fused, feats[0]], dim=1) if self.search_features else fused
+        parts = [fused, feats[0]] if self.search_features else [fused]
+        if self.matching is not None:
+            parts.append(matched.to(fused.dtype))
+        head_in = torch.cat(parts, dim=1)
         logits, raw = self.head(head_in)
         h0, w0 = -(-h // self.stride), -(-w // self.stride)
         logits = logits[:, 0, :h0, :w0]
@@ -216,6 +232,8 @@ def build_detector(cfg: ModelConfig) -> ReferenceDetector:
         head_channels=cfg.head_channels,
         search_features=cfg.search_features,
         similarity_skip=cfg.similarity_skip,
+        match_grid=cfg.match_grid,
+        match_top=cfg.match_top,
         box_prior_px=cfg.box_prior,
     )
 
