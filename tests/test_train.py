@@ -115,3 +115,18 @@ def test_exp_run_iou_type_reruns_train_only(data_repo, tmp_path):
     assert "Running stage 'resize_templates'" not in exp.stdout
     shown = dvc(root, "exp", "show", "--json")
     assert "ciou" in shown.stdout
+
+
+def test_temp_experiment_lands_in_the_main_repos_mlflow_store(data_repo, tmp_path):
+    import mlflow
+
+    root = _copy(data_repo, tmp_path)
+    dvc(root, "repro")
+    run(["git", "add", "-A"], root)
+    run(["git", "commit", "-qm", "baseline"], root)
+    dvc(root, "exp", "run", "--temp", "-S", "train.iou_type=diou")  # runs in .dvc/tmp/exps/<tmp>
+    client = mlflow.tracking.MlflowClient(f"sqlite:///{root.resolve() / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("needle").experiment_id])
+    temp_runs = [r for r in runs if r.data.params.get("train.iou_type") == "diou"]
+    assert len(temp_runs) == 1
+    assert temp_runs[0].info.run_name == temp_runs[0].data.tags["dvc_exp_name"]

@@ -22,19 +22,21 @@ EXPERIMENT = "needle"
 def repo_root(start: Path | None = None) -> Path:
     """The main repository's root, also from inside a DVC experiment's temporary copy.
 
-    DVC's queued/temp experiments run in ``<repo>/.dvc/tmp/exps/...``; git's common dir points
-    back to the real repo, whose root holds the shared ``mlflow.db``.
+    DVC runs ``--temp`` and queued experiments in ``<repo>/.dvc/tmp/exps/<tmpdir>``, a separate
+    git checkout that is deleted afterwards; the shared ``mlflow.db`` belongs to ``<repo>``.
     """
     start = (start or Path.cwd()).resolve()
+    parts = start.parts
+    for i in range(len(parts) - 2):
+        if parts[i : i + 3] == (".dvc", "tmp", "exps"):
+            return Path(*parts[:i])
     try:
-        common = subprocess.run(
-            ["git", "rev-parse", "--path-format=absolute", "--git-common-dir"],
-            cwd=start, capture_output=True, text=True, check=True, timeout=10,
+        top = subprocess.run(
+            ["git", "rev-parse", "--show-toplevel"], cwd=start, capture_output=True, text=True, check=True, timeout=10
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return start
-    common_path = Path(common)
-    return common_path.parent if common_path.name == ".git" else start
+    return Path(top) if top else start
 
 
 def default_tracking_uri(root: Path | None = None) -> str:

@@ -53,3 +53,9 @@ def test_default_uri_is_absolute_sqlite_at_repo_root(monkeypatch, tmp_path):
     assert uri == f"sqlite:///{repo_root() / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://example.invalid:5000")
     assert default_tracking_uri() == "http://example.invalid:5000"
+
+
+def test_repo_root_from_a_dvc_temp_experiment_is_the_main_repo(tmp_path):
+    inside = tmp_path / "repo" / ".dvc" / "tmp" / "exps" / "tmpab12" / "sub"
+    inside.mkdir(parents=True)
+    assert repo_root(inside) == tmp_path / "repo"
