@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -68,3 +69,24 @@ def test_data_stages_repro_noop_and_partial_rerun(tmp_path):
     from PIL import Image
 
     assert Image.open(next((root / "data/templates").rglob("*.jpg"))).size == (48, 48)
+
+
+@pytest.mark.parametrize("stage", ["prepare", "resize_templates", "train"])
+def test_each_stage_lists_every_pipeline_module_it_imports(stage):
+    """Run the stage module's imports in a fresh interpreter and check dvc.yaml covers them."""
+    import json
+    import subprocess
+    import sys
+
+    code = (
+        f"import json, sys; import pipeline.{stage}; "
+        "print(json.dumps(sorted(m.__file__ for n, m in sys.modules.items() "
+        "if n.startswith('pipeline') and getattr(m, '__file__', None))))"
+    )
+    files = json.loads(subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout)
+    deps = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"][stage]["deps"]
+    for path in files:
+        rel = str(Path(path).relative_to(REPO))
+        if rel.endswith("__init__.py") and "import" not in Path(path).read_text():
+            continue  # a package marker with only a docstring cannot change what a stage does
+        assert any(rel == d or rel.startswith(d.rstrip("/") + "/") for d in deps), f"{stage}: {rel} missing from deps"
