@@ -151,7 +151,7 @@ class ReferenceDetector(nn.Module):
         h, w = image_size
         size0 = feats[0].shape[-2:]
         level_w = self.level_logits.softmax(0)
-        fused = None
+        fused = matched = None
         for i, (f, t) in enumerate(zip(feats, templates_encoded)):
             if t.shape[0] != b:
                 if t.shape[0] != 1:
@@ -167,7 +167,7 @@ class ReferenceDetector(nn.Module):
                 if m.shape[-2:] != size0:
                     m = F.interpolate(m, size=size0, mode="bilinear", align_corners=False)
                 m = m * level_w[i]
-                matched = m if i == 0 else matched + m
+                matched = m if matched is None else matched + m
         # channel mean of the (normalised) correlation = cosine similarity per cell, in [-1, 1];
         # centred per image so that only contrast (this cell matches better) moves the logit
         similarity = fused.float().mean(1)

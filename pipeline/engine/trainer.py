@@ -84,6 +84,12 @@ def _load_split(paths: Paths, split: str) -> list[Sample]:
     samples = load_samples(read_manifest(paths.manifest), pd.read_csv(paths.templates_manifest, dtype={"object_id": str}), split)
     if not samples:
         raise UserError(f"{paths.manifest}: the {split} split is empty")
+    # Fail before training, not in a DataLoader worker halfway through an epoch.
+    files = {s.image for s in samples} | {t for s in samples for t in s.templates}
+    missing = sorted(f for f in files if not Path(f).is_file())
+    if missing:
+        raise UserError(f"{missing[0]}: listed in the prepared data but missing ({len(missing)} files); "
+                        "re-run the data stages (dvc repro)")
     return samples
 
 
