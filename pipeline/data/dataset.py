@@ -77,7 +77,7 @@ _REDUCED = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_RE
 
 def read_rgb(path: str | Path, reduce: int = 1) -> np.ndarray:
     """Read an image file as HWC uint8 RGB, optionally decoded at 1/``reduce`` size (JPEG DCT
-    scaling: 2.6x faster than a full decode + resize for 1024x576 -> 512x288, measured here).
+    scaling, much cheaper than a full decode followed by a resize).
     A missing or corrupt file is a UserError naming it."""
     image = cv2.imread(str(path), _REDUCED[reduce])
     if image is None:
@@ -111,13 +111,12 @@ def _scale_box(box, sx: float, sy: float):
     return (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy)
 
 
-def _load_templates(paths: Sequence[str], size: int, rng: np.random.Generator | None) -> np.ndarray:
-    """Load and (optionally) augment reference photos -> [K, 3, size, size] float32."""
+def _load_templates(paths: Sequence[str], size: int, aug=None, rng: np.random.Generator | None = None) -> np.ndarray:
+    """Load and (with ``aug`` and ``rng``) augment reference photos -> [K, 3, size, size] float32."""
     out = []
-    aug = template_augmentation() if rng is not None else None
     for path in paths:
         image = _resize(read_rgb(path), (size, size))
-        if aug is not None:
+        if aug is not None and rng is not None:
             aug.set_random_seed(int(rng.integers(2**31)))
             image = aug(image=image)["image"]
         out.append(to_tensor_array(image))
@@ -189,6 +188,7 @@ class TrainDataset(Dataset):
         self.seed = seed
         self.epoch = 0
         self._search_aug = search_augmentation() if augment else None
+        self._template_aug = template_augmentation() if augment else None
         self._object_codes = object_codes(self.samples)
 
     def set_epoch(self, epoch: int) -> None:
@@ -211,7 +211,7 @@ class TrainDataset(Dataset):
             result = self._search_aug(image=image, bboxes=[box] if box else np.zeros((0, 4)), labels=[0] if box else [])
             image = result["image"]
             box = tuple(float(v) for v in result["bboxes"][0]) if len(result["bboxes"]) else None
-        templates = _load_templates(sample.templates, self.template_size, rng if self.augment else None)
+        templates = _load_templates(sample.templates, self.template_size, self._template_aug, rng)
         return _pack(image, box, templates, index, self._object_codes[sample.object_id])
 
 
@@ -230,7 +230,7 @@ class EvalDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         sample = self.samples[index]
         image, sx, sy = read_frame(sample, self.search_size)
-        templates = _load_templates(sample.templates, self.template_size, None)
+        templates = _load_templates(sample.templates, self.template_size)
         item = _pack(image, _scale_box(sample.box, sx, sy), templates, index, self._object_codes[sample.object_id])
         item["scale"] = torch.tensor([sx, sy, sx, sy], dtype=torch.float32)
         return item

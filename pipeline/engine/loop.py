@@ -12,6 +12,7 @@ from typing import Callable, Iterable, Mapping
 import numpy as np
 import torch
 from torch import nn
+from torchvision.ops import box_iou
 from tqdm import tqdm
 
 from pipeline.detector.losses import weighted_total
@@ -164,20 +165,13 @@ def frame_scores(
             fps += int(fired)
             continue
         with_target += 1
-        if fired and _iou(boxes[0], gt) >= iou_threshold:
+        if fired and float(box_iou(torch.as_tensor(boxes[:1], dtype=torch.float32),
+                                   torch.tensor([gt], dtype=torch.float32))) >= iou_threshold:
             hits += 1
     return {
         "success": hits / with_target if with_target else float("nan"),
         "fp_rate": fps / without if without else float("nan"),
     }
-
-
-def _iou(a, b) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def validate(

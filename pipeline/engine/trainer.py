@@ -32,6 +32,9 @@ from pipeline.paths import Paths
 
 log = logging.getLogger(__name__)
 
+#: What ``best.pt`` keeps of a full checkpoint: enough to rebuild the model and trace its run.
+BEST_KEYS = ("model", "epoch", "best", "digest", "run_id", "model_config", "template_size")
+
 #: Fields that do not change what a run computes; a resume may differ in them.
 _RUN_INDEPENDENT = {"resume", "workers", "log_every"}
 
@@ -200,16 +203,14 @@ def fit(params: Params, paths: Paths) -> dict:
             }
             save_checkpoint(last_path, payload)
             if improved:
-                save_checkpoint(best_path, {k: payload[k] for k in ("model", "epoch", "best", "digest", "run_id",
-                                                                    "model_config", "template_size")})
+                save_checkpoint(best_path, {k: payload[k] for k in BEST_KEYS})
         ddp.barrier(info)
         _fault_injection(epoch)
 
     summary = {"epochs": cfg.epochs, "steps": state.step, "best": best, "history": state.history,
                "run_id": run_id, "tracking_uri": tracker.tracking_uri, "precision": precision.name}
     if info.is_main and not best_path.exists() and last_path.exists():
-        save_checkpoint(best_path, {k: v for k, v in load_checkpoint(last_path).items()
-                                    if k in ("model", "epoch", "best", "digest", "run_id", "model_config", "template_size")})
+        save_checkpoint(best_path, {k: v for k, v in load_checkpoint(last_path).items() if k in BEST_KEYS})
     summary["tracker"] = tracker
     ddp.cleanup(info)
     return summary
