@@ -138,6 +138,27 @@ class EvaluateConfig:
     iou_threshold: float = field(default=0.5, metadata=_range(0.0, 1.0, lo_open=True))
     nms_iou: float = field(default=0.5, metadata=_range(0.0, 1.0, lo_open=True))
     max_detections: int = field(default=10, metadata=_range(1))
+    flip_tta: bool = False
+    gallery_frames: int = field(default=6, metadata=_range(1))
+
+
+@dataclass(frozen=True)
+class BaselineConfig:
+    """Classical OpenCV template matching, the learned model's peer (stage ``baseline``)."""
+
+    search_size: tuple[int, int] = (512, 288)
+    scales: tuple[float, ...] = (0.3, 0.4, 0.5, 0.65, 0.8)
+    rotations: tuple[float, ...] = (0.0, 90.0, 180.0, 270.0)
+    template_crop: float = field(default=0.7, metadata=_range(0.1, 1.0))
+    score_threshold: float = field(default=0.5, metadata=_range(-1.0, 1.0))
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """What ``reports/metrics.md`` shows (stage ``report``)."""
+
+    ablation_params: tuple[str, ...] = ("model.fusion", "model.corr_kernel", "train.iou_type")
+    sort_by: Literal["AP", "AP50", "success", "f1", "mean_iou"] = "AP50"
 
 
 @dataclass(frozen=True)
@@ -149,6 +170,8 @@ class Params:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    baseline: BaselineConfig = field(default_factory=BaselineConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -266,9 +289,16 @@ def _check_cross_fields(p: Params) -> None:
             raise ConfigError(f"model.levels: level {lvl} is out of range, must be 1..5 (P1..P5)")
     if 0 < p.train.crop_size < 32:
         raise ConfigError(f"train.crop_size: {p.train.crop_size} is too small, use 0 or >= 32")
-    w, h = p.model.search_size
-    if w < 32 or h < 32:
-        raise ConfigError(f"model.search_size: {[w, h]} is too small, each side must be >= 32")
+    for key, (w, h) in (("model.search_size", p.model.search_size), ("baseline.search_size", p.baseline.search_size)):
+        if w < 32 or h < 32:
+            raise ConfigError(f"{key}: {[w, h]} is too small, each side must be >= 32")
+    for s in p.baseline.scales:
+        if not 0.05 <= s <= 4.0:
+            raise ConfigError(f"baseline.scales: {s} is out of range, each scale must be in 0.05..4")
+    known = set(to_flat_dict(p))
+    for key in p.report.ablation_params:
+        if key not in known:
+            raise ConfigError(f"report.ablation_params: {key!r} is not a params key (e.g. model.fusion)")
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

@@ -10,6 +10,50 @@ from pathlib import Path
 
 
 @dataclass(frozen=True)
+class ScoredOutputs:
+    """The files a scored model writes (stages ``evaluate`` and ``baseline``), in one folder."""
+
+    folder: Path
+
+    @property
+    def metrics(self) -> Path:
+        """Summary metrics (DVC metrics): AP, AP50, ..., precision, recall, f1, success, ..."""
+        return self.folder / "metrics.json"
+
+    @property
+    def per_object(self) -> Path:
+        return self.folder / "per_object.csv"
+
+    @property
+    def per_size(self) -> Path:
+        return self.folder / "per_size.csv"
+
+    @property
+    def pr_curve(self) -> Path:
+        """Top-1 precision / recall against the score threshold (DVC plots)."""
+        return self.folder / "pr_curve.csv"
+
+    @property
+    def score_hist(self) -> Path:
+        """Top-1 scores of frames with and without the target, binned (DVC plots)."""
+        return self.folder / "score_hist.csv"
+
+    @property
+    def frames(self) -> Path:
+        """One row per frame: top-1 score, IoU and outcome (TP/FP/FN/TN)."""
+        return self.folder / "frames.csv"
+
+    @property
+    def predictions(self) -> Path:
+        """One row per detection: image, object_id, x1, y1, x2, y2, score."""
+        return self.folder / "predictions.csv"
+
+    @property
+    def gallery(self) -> Path:
+        return self.folder / "gallery.png"
+
+
+@dataclass(frozen=True)
 class Paths:
     """Stage inputs and outputs under one root (the repository, or a test's temp dir)."""
 
@@ -68,6 +112,27 @@ class Paths:
     @property
     def train_plots(self) -> Path:
         return self.root / "reports" / "train_curve.csv"
+
+    # evaluate / baseline
+    @property
+    def evaluation(self) -> ScoredOutputs:
+        """Outputs of ``evaluate`` (the trained model on the val split)."""
+        return ScoredOutputs(self.root / "reports" / "evaluate")
+
+    @property
+    def baseline(self) -> ScoredOutputs:
+        """Outputs of ``baseline`` (OpenCV template matching on the val split)."""
+        return ScoredOutputs(self.root / "reports" / "baseline")
+
+    # report
+    @property
+    def report(self) -> Path:
+        return self.root / "reports" / "metrics.md"
+
+    @property
+    def figures(self) -> Path:
+        """PNGs embedded in the report."""
+        return self.root / "reports" / "figures"
 
     @property
     def mlflow_db(self) -> Path:

@@ -12,13 +12,13 @@ from typing import Callable, Iterable, Mapping
 import numpy as np
 import torch
 from torch import nn
-from torchvision.ops import box_iou
 from tqdm import tqdm
 
 from pipeline.detector.losses import weighted_total
 from pipeline.engine.amp import Precision
 from pipeline.inference.postprocess import postprocess
 from pipeline.metrics.coco import coco_ap
+from pipeline.metrics.topone import summarize, top1_table
 
 log = logging.getLogger(__name__)
 
@@ -152,28 +152,6 @@ def predict_loader(
     return dets, order
 
 
-def frame_scores(
-    gt_boxes: list, detections: list[tuple[np.ndarray, np.ndarray]], score_threshold: float, iou_threshold: float
-) -> dict[str, float]:
-    """Top-1 per frame: success rate (IoU >= thr on frames with the target) and false-positive rate
-    on frames without it (a detection above ``score_threshold``)."""
-    hits, with_target, fps, without = 0, 0, 0, 0
-    for gt, (boxes, scores) in zip(gt_boxes, detections):
-        fired = len(scores) > 0 and scores[0] >= score_threshold
-        if gt is None:
-            without += 1
-            fps += int(fired)
-            continue
-        with_target += 1
-        if fired and float(box_iou(torch.as_tensor(boxes[:1], dtype=torch.float32),
-                                   torch.tensor([gt], dtype=torch.float32))) >= iou_threshold:
-            hits += 1
-    return {
-        "success": hits / with_target if with_target else float("nan"),
-        "fp_rate": fps / without if without else float("nan"),
-    }
-
-
 def validate(
     model: nn.Module,
     loader: Iterable[dict],
@@ -186,9 +164,11 @@ def validate(
     iou_threshold: float,
     channels_last: bool = False,
 ) -> dict[str, float]:
-    """AP/AP50/AP75 (pycocotools) plus top-1 success and FP rate on whole validation frames."""
+    """AP/AP50/AP75 (pycocotools) plus top-1 success, FP rate and F1 on whole validation frames
+    (-1 where undefined)."""
     dets, order = predict_loader(model, loader, precision, device, 0.0, nms_iou, max_detections, channels_last)
     gts = [gt_boxes[i] for i in order]
     metrics = coco_ap(gts, dets)
-    metrics.update(frame_scores(gts, dets, score_threshold, iou_threshold))
-    return {k: (v if not (isinstance(v, float) and math.isnan(v)) else -1.0) for k, v in metrics.items()}
+    top1 = summarize(top1_table(gts, dets), score_threshold, iou_threshold)
+    metrics.update({k: top1[k] for k in ("success", "fp_rate", "f1")})
+    return {k: -1.0 if v is None or math.isnan(v) else float(v) for k, v in metrics.items()}

@@ -1,9 +1,6 @@
-import math
-
-import numpy as np
 import torch
 
-from pipeline.engine.loop import frame_scores, pair_targets
+from pipeline.engine.loop import pair_targets
 
 NAN = float("nan")
 
@@ -21,16 +18,3 @@ def test_pair_targets_keep_box_only_for_the_same_object():
     assert t["present"].tolist() == [True, True, False, True, False, False, False, True]
     assert torch.isnan(t["boxes"][4:7]).all()
     assert t["boxes"][7].tolist() == [1, 1, 4, 4]
-
-
-def test_frame_scores_success_and_false_positives():
-    gts = [(0, 0, 10, 10), (0, 0, 10, 10), None, None]
-    dets = [
-        (np.array([[0, 0, 10, 10]]), np.array([0.9])),   # hit
-        (np.array([[5, 0, 15, 10]]), np.array([0.9])),   # IoU 1/3: miss
-        (np.array([[0, 0, 5, 5]]), np.array([0.8])),     # false positive
-        (np.array([[0, 0, 5, 5]]), np.array([0.1])),     # below threshold: quiet
-    ]
-    out = frame_scores(gts, dets, score_threshold=0.3, iou_threshold=0.5)
-    assert out == {"success": 0.5, "fp_rate": 0.5}
-    assert math.isnan(frame_scores([None], [(np.zeros((0, 4)), np.zeros(0))], 0.3, 0.5)["success"])
