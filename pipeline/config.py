@@ -117,6 +117,7 @@ class TrainConfig:
     seed: int = 0
     max_samples: int = field(default=0, metadata=_range(0))
     augment: bool = True
+    identity_aug: float = field(default=0.0, metadata=_range(0.0, 1.0))
     crop_size: int = field(default=320, metadata=_range(0))
     background_crop_prob: float = field(default=0.25, metadata=_range(0.0, 1.0))
     shifted_pairs: bool = True

@@ -33,9 +33,9 @@ def resolve_source(data: DataConfig, demo_dir: Path, prepared: Path) -> tuple[Pa
     return source, data.format
 
 
-def main() -> None:
-    paths = Paths()
-    data = load_params(paths.params).data
+def prepare(paths: Paths, data: DataConfig) -> dict:
+    """Read (or generate) the data set described by ``data`` into ``paths.prepared`` in one atomic
+    step and write ``paths.data_stats``; returns the stats."""
     with atomic_dir(paths.prepared) as staged:
         # Everything is written into the staging folder, which becomes paths.prepared at the end.
         def staged_path(final: Path) -> Path:
@@ -62,6 +62,12 @@ def main() -> None:
         result.stats["rejected"],
         paths.manifest,
     )
+    return result.stats
+
+
+def main() -> None:
+    paths = Paths()
+    prepare(paths, load_params(paths.params).data)
 
 
 if __name__ == "__main__":

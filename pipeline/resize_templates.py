@@ -103,9 +103,9 @@ def template_table(jobs: list[Job], sizes: list[tuple[int, int]], prefix: str) -
     return pd.DataFrame(rows, columns=TEMPLATE_COLUMNS)
 
 
-def main() -> None:
-    paths = Paths()
-    cfg = load_params(paths.params).templates
+def resize_templates(paths: Paths, cfg: TemplatesConfig) -> pd.DataFrame:
+    """Square every reference photo of ``paths.manifest`` into ``paths.templates`` (atomically);
+    returns the templates table."""
     if not paths.manifest.exists():
         raise UserError(f"{paths.manifest} not found; run the prepare stage first (dvc repro prepare)")
     try:
@@ -125,6 +125,12 @@ def main() -> None:
         len(jobs), table["object_id"].nunique(), paths.templates, cfg.size, cfg.size,
         time.perf_counter() - start,
     )
+    return table
+
+
+def main() -> None:
+    paths = Paths()
+    resize_templates(paths, load_params(paths.params).templates)
 
 
 if __name__ == "__main__":

@@ -27,18 +27,31 @@ def test_dvc_yaml_paths_agree_with_pipeline_paths():
     assert str(paths.templates) in outs["resize_templates"]
     assert str(paths.models) in outs["train"]
     assert str(paths.train_metrics) in metrics["train"]
+    for scored, stage in ((paths.evaluation, "evaluate"),):
+        assert str(scored.metrics) in metrics[stage]
+        plots = [next(iter(p)) if isinstance(p, dict) else p for p in stages[stage]["plots"]]
+        assert {str(scored.pr_curve), str(scored.score_hist)} <= set(plots)
+        for path in (scored.per_object, scored.per_size, scored.frames, scored.predictions, scored.gallery):
+            assert str(path) in outs[stage]
+    assert {str(paths.report), str(paths.figures)} <= set(outs["report"])
     for name, stage in stages.items():
         assert stage["cmd"] == f"python -m pipeline.{name}"
         assert f"pipeline/{name}.py" in stage["deps"]
         for dep in stage["deps"]:
-            if dep.startswith("data/"):
+            if dep.startswith(("data/", "models", "reports/")):
                 continue  # outputs of earlier stages
             assert (REPO / dep).exists(), f"dvc.yaml stage {name}: dep {dep} does not exist"
 
 
 @pytest.mark.parametrize(
     "stage, sections, extra",
-    [("prepare", ("data",), ()), ("resize_templates", ("templates",), ()), ("train", ("model", "train"), ("templates.size",))],
+    [
+        ("prepare", ("data",), ()),
+        ("resize_templates", ("templates",), ()),
+        ("train", ("model", "train"), ("templates.size",)),
+        ("evaluate", ("evaluate",), ("templates.pad", "templates.pad_value")),
+        ("report", ("report",), ()),
+    ],
 )
 def test_each_stage_lists_exactly_the_params_it_reads(stage, sections, extra):
     listed = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"][stage]["params"]
@@ -71,7 +84,7 @@ def test_data_stages_repro_noop_and_partial_rerun(tmp_path):
     assert Image.open(next((root / "data/templates").rglob("*.jpg"))).size == (48, 48)
 
 
-@pytest.mark.parametrize("stage", ["prepare", "resize_templates", "train"])
+@pytest.mark.parametrize("stage", ["prepare", "resize_templates", "train", "evaluate", "report"])
 def test_each_stage_lists_every_pipeline_module_it_imports(stage):
     """Run the stage module's imports in a fresh interpreter and check dvc.yaml covers them."""
     import json

@@ -41,6 +41,26 @@ def template_augmentation() -> A.Compose:
     )
 
 
+def identity_augmentation(p: float, max_templates: int = 8) -> A.Compose:
+    """With probability ``p``, give the object a new colour identity: one random RGB channel
+    permutation and hue rotation applied alike to the search crop (``image``) and its references
+    (``template0`` .. ``template{max_templates - 1}``).
+
+    Matching must then compare the search image with *these* references instead of recalling the
+    few training identities' colours, which is what an unseen object needs; relative differences
+    (target vs. distractors) survive because every pixel of the crop gets the same mapping.
+    """
+    return A.Compose(
+        [
+            A.ChannelShuffle(p=0.5),
+            A.HueSaturationValue(hue_shift_limit=180, sat_shift_limit=0, val_shift_limit=0, p=1.0),
+        ],
+        p=p,
+        additional_targets={f"template{i}": "image" for i in range(max_templates)},
+        is_check_shapes=False,  # the crop and the references differ in size; the mapping is per pixel
+    )
+
+
 def to_tensor_array(image: np.ndarray) -> np.ndarray:
     """HWC uint8 RGB -> CHW float32 in [0, 1] (the detector normalises with its backbone's stats)."""
     return np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32) / 255.0

@@ -8,7 +8,7 @@ at evaluation time with the same weights.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -19,8 +19,9 @@ import torch
 from torch.utils.data import Dataset
 
 from pipeline.cli import UserError
-from pipeline.data.augment import search_augmentation, template_augmentation, to_tensor_array
-from pipeline.data.manifest import BOX
+from pipeline.data.augment import identity_augmentation, search_augmentation, template_augmentation, to_tensor_array
+from pipeline.data.manifest import BOX, read_manifest
+from pipeline.paths import Paths
 
 #: A crop keeps the target as "present" only if this share of its box is inside the crop.
 MIN_VISIBLE = 0.6
@@ -72,6 +73,33 @@ def load_samples(manifest: pd.DataFrame, templates: pd.DataFrame, split: str) ->
     return samples
 
 
+def load_split(paths: Paths, split: str | None) -> list[Sample]:
+    """The prepared samples of ``split`` (None = every split) under ``paths``, checked before use:
+    missing inputs or files are UserErrors naming them (not a DataLoader worker's traceback later).
+    Relative file paths are resolved against ``paths.root``."""
+    if not paths.manifest.is_file():
+        raise UserError(f"{paths.manifest}: not found; run the prepare stage first (dvc repro prepare)")
+    if not paths.templates_manifest.is_file():
+        raise UserError(f"{paths.templates_manifest}: not found; run resize_templates first")
+    manifest = read_manifest(paths.manifest)
+    templates = pd.read_csv(paths.templates_manifest, dtype={"object_id": str})
+    splits = [split] if split is not None else sorted(set(manifest["split"]))
+    samples = [s for name in splits for s in load_samples(manifest, templates, name)]
+    if not samples:
+        raise UserError(f"{paths.manifest}: the {split or 'whole'} split is empty")
+    if paths.root != Path("."):
+        def resolve(p: str) -> str:
+            return p if Path(p).is_absolute() else str(paths.root / p)
+
+        samples = [replace(s, image=resolve(s.image), templates=tuple(map(resolve, s.templates))) for s in samples]
+    files = {s.image for s in samples} | {t for s in samples for t in s.templates}
+    missing = sorted(f for f in files if not Path(f).is_file())
+    if missing:
+        raise UserError(f"{missing[0]}: listed in the prepared data but missing ({len(missing)} files); "
+                        "re-run the data stages (dvc repro)")
+    return samples
+
+
 _REDUCED = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
 
 
@@ -111,16 +139,21 @@ def _scale_box(box, sx: float, sy: float):
     return (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy)
 
 
-def _load_templates(paths: Sequence[str], size: int, aug=None, rng: np.random.Generator | None = None) -> np.ndarray:
-    """Load and (with ``aug`` and ``rng``) augment reference photos -> [K, 3, size, size] float32."""
+def _read_templates(paths: Sequence[str], size: int, aug=None, rng: np.random.Generator | None = None) -> list[np.ndarray]:
+    """Reference photos as ``size x size`` RGB uint8, augmented with ``aug`` when ``rng`` is given."""
     out = []
     for path in paths:
         image = _resize(read_rgb(path), (size, size))
         if aug is not None and rng is not None:
             aug.set_random_seed(int(rng.integers(2**31)))
             image = aug(image=image)["image"]
-        out.append(to_tensor_array(image))
-    return np.stack(out)
+        out.append(image)
+    return out
+
+
+def _load_templates(paths: Sequence[str], size: int) -> np.ndarray:
+    """Reference photos as ``[K, 3, size, size]`` float32 in [0, 1]."""
+    return np.stack([to_tensor_array(t) for t in _read_templates(paths, size)])
 
 
 def _visible_share(box, x0: int, y0: int, size: int) -> float:
@@ -178,6 +211,7 @@ class TrainDataset(Dataset):
         background_crop_prob: float,
         augment: bool,
         seed: int,
+        identity_aug: float = 0.0,
     ) -> None:
         self.samples = list(samples)
         self.template_size = template_size
@@ -189,6 +223,8 @@ class TrainDataset(Dataset):
         self.epoch = 0
         self._search_aug = search_augmentation() if augment else None
         self._template_aug = template_augmentation() if augment else None
+        most = max((len(s.templates) for s in self.samples), default=1)
+        self._identity_aug = identity_augmentation(identity_aug, most) if augment and identity_aug > 0 else None
         self._object_codes = object_codes(self.samples)
 
     def set_epoch(self, epoch: int) -> None:
@@ -211,7 +247,12 @@ class TrainDataset(Dataset):
             result = self._search_aug(image=image, bboxes=[box] if box else np.zeros((0, 4)), labels=[0] if box else [])
             image = result["image"]
             box = tuple(float(v) for v in result["bboxes"][0]) if len(result["bboxes"]) else None
-        templates = _load_templates(sample.templates, self.template_size, self._template_aug, rng)
+        templates = _read_templates(sample.templates, self.template_size, self._template_aug, rng)
+        if self._identity_aug is not None:
+            self._identity_aug.set_random_seed(int(rng.integers(2**31)))
+            out = self._identity_aug(image=image, **{f"template{i}": t for i, t in enumerate(templates)})
+            image, templates = out["image"], [out[f"template{i}"] for i in range(len(templates))]
+        templates = np.stack([to_tensor_array(t) for t in templates])
         return _pack(image, box, templates, index, self._object_codes[sample.object_id])
 
 

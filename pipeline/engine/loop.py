@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from pipeline.detector.losses import weighted_total
 from pipeline.engine.amp import Precision
-from pipeline.inference.postprocess import postprocess
+from pipeline.detector.postprocess import postprocess
 from pipeline.metrics.coco import coco_ap
 from pipeline.metrics.topone import summarize, top1_table
 
@@ -109,7 +109,7 @@ def train_one_epoch(
             scheduler.step()
             state.step += 1
             if on_step is not None and state.step % log_every == 0:
-                on_step(state.step, {**{f"step_{k}": float(v) for k, v in terms.items()}, "step_loss": float(loss),
+                on_step(state.step, {**{f"step_{k}": float(v.detach()) for k, v in terms.items()}, "step_loss": float(loss.detach()),
                                      "lr": max(g["lr"] for g in optimizer.param_groups)})
         n = batch["search"].shape[0]
         seen += n

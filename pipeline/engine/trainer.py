@@ -8,19 +8,15 @@ import math
 import os
 import random
 import signal
-from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
-from pipeline.cli import UserError
 from pipeline.config import EvaluateConfig, ModelConfig, Params, TrainConfig, to_flat_dict
-from pipeline.data.dataset import EvalDataset, Sample, TrainDataset, collate, load_samples
-from pipeline.data.manifest import read_manifest
+from pipeline.data.dataset import EvalDataset, TrainDataset, collate, load_split
 from pipeline.detector import build_criterion, build_detector
 from pipeline.engine import distributed as ddp
 from pipeline.engine.amp import resolve_precision
@@ -79,23 +75,6 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return model.module if isinstance(model, DistributedDataParallel) else model
 
 
-def _load_split(paths: Paths, split: str) -> list[Sample]:
-    if not paths.manifest.is_file():
-        raise UserError(f"{paths.manifest}: not found; run the prepare stage first (dvc repro prepare)")
-    if not paths.templates_manifest.is_file():
-        raise UserError(f"{paths.templates_manifest}: not found; run resize_templates first")
-    samples = load_samples(read_manifest(paths.manifest), pd.read_csv(paths.templates_manifest, dtype={"object_id": str}), split)
-    if not samples:
-        raise UserError(f"{paths.manifest}: the {split} split is empty")
-    # Fail before training, not in a DataLoader worker halfway through an epoch.
-    files = {s.image for s in samples} | {t for s in samples for t in s.templates}
-    missing = sorted(f for f in files if not Path(f).is_file())
-    if missing:
-        raise UserError(f"{missing[0]}: listed in the prepared data but missing ({len(missing)} files); "
-                        "re-run the data stages (dvc repro)")
-    return samples
-
-
 def _fault_injection(epoch: int) -> None:
     """``NEEDLE_KILL_AFTER_EPOCH=N`` SIGKILLs this process once epoch N is checkpointed.
 
@@ -116,14 +95,14 @@ def fit(params: Params, paths: Paths) -> dict:
     seed_everything(cfg.seed)
     precision = resolve_precision(cfg.amp, device)
 
-    train_samples = _load_split(paths, "train")
+    train_samples = load_split(paths, "train")
     if cfg.max_samples:
         train_samples = train_samples[: cfg.max_samples]
-    val_samples = _load_split(paths, "val")
+    val_samples = load_split(paths, "val")
     template_size = params.templates.size
 
     train_set = TrainDataset(train_samples, template_size, mcfg.search_size, cfg.crop_size,
-                             cfg.background_crop_prob, cfg.augment, cfg.seed)
+                             cfg.background_crop_prob, cfg.augment, cfg.seed, cfg.identity_aug)
     sampler = DistributedSampler(train_set, num_replicas=info.world_size, rank=info.rank, shuffle=True,
                                  seed=cfg.seed, drop_last=False)
     per_rank_batch = max(1, cfg.batch_size // info.world_size)

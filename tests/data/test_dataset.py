@@ -101,3 +101,22 @@ def test_unreadable_frame_is_a_user_error(tmp_path, frame_sample):
     bad = Sample(str(tmp_path / "bad.jpg"), "a", "a_s0", 0, None, frame_sample.templates, W, H)
     with pytest.raises(UserError, match="bad.jpg: cannot read image"):
         EvalDataset([bad], 16, (W, H))[0]
+
+
+def test_identity_augmentation_recolours_crop_and_references_alike():
+    from pipeline.data.augment import identity_augmentation
+
+    aug = identity_augmentation(1.0, max_templates=2)
+    crop = np.zeros((20, 30, 3), np.uint8)
+    crop[5:10, 5:10] = (200, 40, 30)  # the target's colour
+    crop[12:18, 20:28] = (30, 60, 220)  # a distractor's
+    refs = [np.full((8, 8, 3), (200, 40, 30), np.uint8), np.full((6, 6, 3), (200, 40, 30), np.uint8)]
+    changed = 0
+    for seed in range(8):
+        aug.set_random_seed(seed)
+        out = aug(image=crop, template0=refs[0], template1=refs[1])
+        target, distractor = out["image"][7, 7], out["image"][15, 24]
+        assert (out["template0"][3, 3] == target).all() and (out["template1"][2, 2] == target).all()
+        assert not (target == distractor).all()  # still tells the two apart
+        changed += int(not (target == crop[7, 7]).all())
+    assert changed >= 6  # new identities, not the same colours

@@ -1,0 +1,137 @@
+"""Stage ``evaluate``: score the trained model on the val split (``python -m pipeline.evaluate``).
+
+Writes ``reports/evaluate/`` (metrics.json as DVC metrics, pr_curve.csv and score_hist.csv as DVC
+plots, per_object.csv, per_size.csv, frames.csv, predictions.csv, gallery.png) and adds the metrics
+and figures to the MLflow run of the training (``models/run.json``).
+
+On any other data set, without touching the pipeline's outputs::
+
+    python -m pipeline.evaluate --checkpoint models/best.pt --data DIR [--format auto] [--out DIR]
+
+prepares and resizes ``DIR`` in a temporary folder and scores every frame in it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Sequence
+
+from pipeline.cli import UserError, run_stage
+from pipeline.config import DataConfig, EvaluateConfig, Params, load_params
+from pipeline.data.dataset import Sample, load_split
+from pipeline.engine.tracking import Tracker
+from pipeline.inference import Detector
+from pipeline.metrics.outputs import score_and_write
+from pipeline.metrics.scoring import Scores
+from pipeline.metrics.topone import Detection
+from pipeline.paths import Paths, ScoredOutputs
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("auto", "cpn", "refdet", "coco")
+
+
+def predict_samples(detector: Detector, samples: Sequence[Sample], batch_size: int = 8) -> tuple[list[Detection], float]:
+    """Detections for every sample (original pixels, sample order) and the mean ms per frame.
+
+    Samples are grouped by object so each object's references are encoded once (the cached path a
+    user of :class:`Detector` gets); the time covers frame decoding and the model, not templates.
+    """
+    by_object: dict[str, list[int]] = {}
+    for i, s in enumerate(samples):
+        by_object.setdefault(s.object_id, []).append(i)
+    detections: list[Detection] = [None] * len(samples)  # type: ignore[list-item]
+    elapsed = 0.0
+    for indices in by_object.values():
+        detector.set_templates(list(samples[indices[0]].templates))
+        start = time.perf_counter()
+        found = detector.predict([samples[i].image for i in indices], batch_size=batch_size)
+        elapsed += time.perf_counter() - start
+        for i, d in zip(indices, found):
+            detections[i] = (d.boxes, d.scores)
+    return detections, 1000.0 * elapsed / max(len(samples), 1)
+
+
+def load_detector(checkpoint: Path, params: Params) -> Detector:
+    """The model of ``checkpoint`` set up as ``evaluate`` scores it."""
+    if not checkpoint.is_file():
+        raise UserError(f"{checkpoint}: checkpoint not found; run the train stage first (dvc repro train)")
+    ev = params.evaluate
+    # Threshold 0: AP needs every scored box; the top-1 metrics apply ev.score_threshold themselves.
+    return Detector.from_checkpoint(
+        checkpoint, score_threshold=0.0, nms_iou=ev.nms_iou, max_detections=ev.max_detections,
+        flip_tta=ev.flip_tta, template_pad=params.templates.pad, template_pad_value=params.templates.pad_value,
+    )
+
+
+def evaluate(detector: Detector, samples: Sequence[Sample], ev: EvaluateConfig, out: ScoredOutputs) -> Scores:
+    """Run ``detector`` on ``samples`` and write every file of ``out``."""
+    detections, ms = predict_samples(detector, samples)
+    scores = score_and_write(out, samples, detections, score_threshold=ev.score_threshold,
+                             iou_threshold=ev.iou_threshold, ms_per_frame=ms, gallery_frames=ev.gallery_frames)
+    s = scores.summary
+    log.info("%d frames: AP50 %s, success %s, F1 %s, %.1f ms/frame -> %s", s["frames"], s["AP50"], s["success"],
+             s["f1"], ms, out.folder)
+    return scores
+
+
+def log_to_training_run(run_file: Path, scores: Scores, out: ScoredOutputs) -> None:
+    """Add ``eval_*`` metrics and the figures to the MLflow run that trained the model (if any)."""
+    if not run_file.is_file():
+        log.warning("%s not found: metrics are not added to MLflow", run_file)
+        return
+    run = json.loads(run_file.read_text())
+    if not run.get("run_id"):
+        log.warning("training was not tracked in MLflow (%s has no run id)", run_file)
+        return
+    tracker = Tracker(run["tracking_uri"])
+    tracker.start(None, {}, {}, run_id=run["run_id"])
+    tracker.log_metrics({f"eval_{k}": v for k, v in scores.summary.items() if isinstance(v, (int, float))})
+    for path in (out.metrics, out.per_object, out.pr_curve, out.gallery):
+        tracker.log_artifact(path, "evaluate")
+    tracker.end()
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.evaluate", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", type=Path, help="default: models/best.pt")
+    parser.add_argument("--data", type=Path, help="score this data set instead of the pipeline's val split")
+    parser.add_argument("--format", choices=FORMATS, default="auto", help="format of --data (default: auto)")
+    parser.add_argument("--out", type=Path, help="output folder with --data (default: evaluation-<data folder>)")
+    args = parser.parse_args(argv)
+    if args.data is None and (args.out is not None or args.format != "auto"):
+        parser.error("--out and --format apply only with --data")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = _parse_args(argv)
+    paths = Paths()
+    params = load_params(paths.params)
+    detector = load_detector(args.checkpoint or paths.models / "best.pt", params)
+    if args.data is None:
+        scores = evaluate(detector, load_split(paths, "val"), params.evaluate, paths.evaluation)
+        log_to_training_run(paths.models / "run.json", scores, paths.evaluation)
+        return
+    if not args.data.is_dir():
+        raise UserError(f"--data {args.data}: not a folder")
+    # Imported here: the pipeline's evaluate stage never runs the data stages, so they are no deps.
+    from pipeline.prepare import prepare
+    from pipeline.resize_templates import resize_templates
+
+    out = ScoredOutputs(args.out or Path(f"evaluation-{args.data.resolve().name}"))
+    with tempfile.TemporaryDirectory(prefix="needle-evaluate-") as tmp:
+        scratch = Paths(Path(tmp))
+        prepare(scratch, DataConfig(source=str(args.data.resolve()), format=args.format, on_error=params.data.on_error))
+        resize_templates(scratch, replace(params.templates, size=detector.template_size))
+        evaluate(detector, load_split(scratch, None), params.evaluate, out)
+
+
+if __name__ == "__main__":
+    run_stage(main)

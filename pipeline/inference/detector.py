@@ -1,0 +1,273 @@
+"""The inference API: encode an object's reference photos once, then search any number of frames.
+
+    detector = Detector.from_checkpoint("models/best.pt")
+    detector.set_templates(["ref_1.jpg", "ref_2.jpg"])
+    found = detector.predict("frame.jpg")        # Detections(boxes [N, 4] xyxy px, scores [N])
+
+Frames and references are preprocessed exactly as the pipeline's evaluation does (frames resized
+to the model's ``search_size``, references made square at ``template_size``), so scores mean what
+they meant on the validation set. Boxes come back in the original image's pixels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+from torchvision.ops import nms
+
+from pipeline.cli import UserError
+from pipeline.config import ConfigError, ModelConfig, parse_params
+from pipeline.data.augment import to_tensor_array
+from pipeline.data.dataset import Sample, _resize, read_frame
+from pipeline.data.imageio import PAD_MODES, PadMode, image_size, pad_to_square, square_template
+from pipeline.detector.model import ReferenceDetector, build_detector
+from pipeline.detector.postprocess import postprocess
+from pipeline.engine.checkpoint import load_checkpoint
+
+#: A file path, or an ``H x W x 3`` uint8 RGB array.
+ImageInput = str | Path | np.ndarray
+
+# Each PIL reduce() step before LANCZOS may shrink by at most this factor (as imageio does for
+# reference files, so arrays and files give the same template).
+_REDUCING_GAP = 3.0
+
+
+class Detections(NamedTuple):
+    """Detections in one image, best first.
+
+    boxes: ``[N, 4]`` float32 ``(x1, y1, x2, y2)`` in the original image's pixels, clamped to it.
+    scores: ``[N]`` float32 in ``(0, 1]``, descending.
+    """
+
+    boxes: np.ndarray
+    scores: np.ndarray
+
+
+class Detector:
+    """Find the object of :meth:`set_templates` in frames (:meth:`predict`).
+
+    Args:
+        model: a :class:`ReferenceDetector` (put in eval mode and moved to ``device``).
+        template_size: side of the square references the model was trained with.
+        search_size: ``(width, height)`` frames are resized to before the model sees them.
+        score_threshold: detections scoring below are dropped.
+        nms_iou: IoU above which the lower-scoring of two boxes is suppressed.
+        max_detections: at most this many detections per image.
+        flip_tta: also search the mirrored frame with mirrored references and merge (2x cost).
+        device: where the model runs (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...).
+        template_pad, template_pad_value: how references are padded to a square; must match the
+            ``templates`` params the model was trained with (default: the pipeline's default).
+    """
+
+    def __init__(
+        self,
+        model: ReferenceDetector,
+        template_size: int,
+        search_size: tuple[int, int],
+        *,
+        score_threshold: float = 0.3,
+        nms_iou: float = 0.5,
+        max_detections: int = 10,
+        flip_tta: bool = False,
+        device: str | torch.device = "cpu",
+        template_pad: PadMode = "constant",
+        template_pad_value: int = 0,
+    ) -> None:
+        if len(search_size) != 2 or min(search_size) < 1:
+            raise ValueError(f"search_size must be (width, height) > 0, got {search_size!r}")
+        if template_pad not in PAD_MODES:
+            raise ValueError(f"template_pad {template_pad!r} is not one of {', '.join(PAD_MODES)}")
+        if template_size < 1 or max_detections < 1:
+            raise ValueError(f"template_size and max_detections must be >= 1, got {template_size}, {max_detections}")
+        self.device = torch.device(device)
+        self.model = model.eval().to(self.device)
+        self.template_size = int(template_size)
+        self.search_size = (int(search_size[0]), int(search_size[1]))
+        self.score_threshold = float(score_threshold)
+        self.nms_iou = float(nms_iou)
+        self.max_detections = int(max_detections)
+        self.flip_tta = bool(flip_tta)
+        self.template_pad: PadMode = template_pad
+        self.template_pad_value = int(template_pad_value)
+        self._templates: Tensor | None = None  # [1, K, 3, T, T] on device
+        self._encoded: list[Tensor] | None = None
+        self._encoded_flipped: list[Tensor] | None = None  # computed on first flip-TTA use
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path: str | Path,
+        device: str | torch.device = "cpu",
+        *,
+        search_size: tuple[int, int] | None = None,
+        **kwargs,
+    ) -> Detector:
+        """Rebuild the model of a ``best.pt`` / ``last.pt`` written by training.
+
+        ``search_size`` defaults to the one trained with, the template padding to the
+        checkpoint's ``template_pad`` / ``template_pad_value`` if stored; other keyword arguments
+        go to :class:`Detector`. A missing, foreign or damaged file raises :class:`UserError` naming it.
+        """
+        ckpt = load_checkpoint(path, map_location="cpu")
+        missing = [k for k in ("model_config", "template_size") if k not in ckpt]
+        if missing:
+            raise UserError(f"{path}: checkpoint lacks {', '.join(missing)} (written by an older version?)")
+        cfg = _model_config(ckpt["model_config"], path)
+        template_size = ckpt["template_size"]
+        if isinstance(template_size, bool) or not isinstance(template_size, int) or template_size < 1:
+            raise UserError(f"{path}: stored template_size {template_size!r} is not a positive integer")
+        model = build_detector(cfg)
+        try:
+            model.load_state_dict(ckpt["model"])
+        except RuntimeError as exc:
+            raise UserError(f"{path}: weights do not fit the stored model config ({exc})") from None
+        size = cfg.search_size if search_size is None else search_size
+        # How references were padded, when the checkpoint records it (else Detector's default).
+        for key in ("template_pad", "template_pad_value"):
+            if key in ckpt:
+                kwargs.setdefault(key, ckpt[key])
+        return cls(model, template_size, size, device=device, **kwargs)
+
+    # -- templates ---------------------------------------------------------------------------
+
+    def set_templates(self, images: ImageInput | Sequence[ImageInput]) -> None:
+        """Encode and fuse 1..K reference photos (paths or RGB arrays) of the object to find.
+
+        Done once per object: every later :meth:`predict` reuses the fused features, so a frame
+        costs one backbone pass.
+        """
+        items = [images] if _is_single(images) else list(images)  # type: ignore[arg-type]
+        if not items:
+            raise ValueError("set_templates: give at least one reference image")
+        arrays = [self._square(item) for item in items]
+        templates = torch.from_numpy(np.stack([to_tensor_array(a) for a in arrays]))[None]
+        self._templates = templates.to(self.device)
+        with torch.inference_mode():
+            self._encoded = self.model.encode_templates(self._templates)
+        self._encoded_flipped = None
+
+    def _square(self, item: ImageInput) -> np.ndarray:
+        """A reference as ``T x T x 3`` uint8: longest side scaled to T, padded to a square."""
+        size, pad, value = self.template_size, self.template_pad, self.template_pad_value
+        if not isinstance(item, np.ndarray):
+            return np.asarray(square_template(item, size, pad, value))
+        img = Image.fromarray(_check_rgb(item, "template"))
+        w, h = img.size
+        scale = size / max(w, h)
+        target = (max(1, round(w * scale)), max(1, round(h * scale)))
+        img = img.resize(target, Image.Resampling.LANCZOS, reducing_gap=_REDUCING_GAP if scale < 1 else None)
+        return np.asarray(pad_to_square(img, pad, value))
+
+    # -- search ------------------------------------------------------------------------------
+
+    def predict(
+        self, images: ImageInput | Sequence[ImageInput], batch_size: int = 8
+    ) -> Detections | list[Detections]:
+        """Detect the object in one image (-> :class:`Detections`) or a list (-> a list).
+
+        Images are paths or ``H x W x 3`` uint8 RGB arrays of any size; they are run through the
+        model ``batch_size`` at a time.
+        """
+        if self._encoded is None:
+            raise RuntimeError("Detector.predict: call set_templates(...) first")
+        if batch_size < 1:
+            raise ValueError(f"Detector.predict: batch_size must be >= 1, got {batch_size}")
+        single = _is_single(images)
+        items = [images] if single else list(images)  # type: ignore[arg-type]
+        out: list[Detections] = []
+        for start in range(0, len(items), batch_size):
+            frames, sizes = zip(*(self._load_frame(item) for item in items[start : start + batch_size]))
+            out.extend(self._predict_batch(np.stack(frames), sizes))
+        return out[0] if single else out
+
+    def _load_frame(self, item: ImageInput) -> tuple[np.ndarray, tuple[int, int]]:
+        """The frame resized to ``search_size`` (HWC uint8) and its original ``(width, height)``."""
+        if isinstance(item, np.ndarray):
+            image = _check_rgb(item, "search image")
+            return _resize(image, self.search_size), (image.shape[1], image.shape[0])
+        # read_frame, as evaluation does: JPEGs are DCT-decoded at a reduced size when that stays
+        # at or above search_size, which changes pixels slightly vs. a full decode + resize.
+        width, height = image_size(item)
+        sample = Sample(image=str(item), object_id="", sequence_id="", frame_index=0, box=None, templates=(),
+                        width=width, height=height)
+        frame, _, _ = read_frame(sample, self.search_size)
+        return frame, (width, height)
+
+    @torch.inference_mode()
+    def _predict_batch(self, frames: np.ndarray, sizes: Sequence[tuple[int, int]]) -> list[Detections]:
+        """``frames [B, h, w, 3]`` uint8 at search_size -> one Detections per frame (original px)."""
+        search = torch.from_numpy(np.stack([to_tensor_array(f) for f in frames])).to(self.device)
+        per_frame = self._detect(search, self._encoded)  # type: ignore[arg-type]
+        if self.flip_tta:
+            if self._encoded_flipped is None:  # the mirrored frame is searched for the mirrored object
+                assert self._templates is not None
+                self._encoded_flipped = self.model.encode_templates(self._templates.flip(-1))
+            width = search.shape[-1]
+            mirrored = self._detect(search.flip(-1), self._encoded_flipped)
+            per_frame = [
+                self._merge(b, s, _mirror(fb, width), fs) for (b, s), (fb, fs) in zip(per_frame, mirrored)
+            ]
+        out = []
+        for (boxes, scores), (width, height) in zip(per_frame, sizes):
+            out.append(self._to_original(boxes, scores, width, height))
+        return out
+
+    def _detect(self, search: Tensor, encoded: Sequence[Tensor]) -> list[tuple[Tensor, Tensor]]:
+        outputs = self.model.detect(search, encoded)
+        return postprocess(
+            outputs["logits"], outputs["boxes"], self.score_threshold, self.nms_iou, self.max_detections
+        )
+
+    def _merge(self, boxes: Tensor, scores: Tensor, boxes2: Tensor, scores2: Tensor) -> tuple[Tensor, Tensor]:
+        """NMS over the union of two detection sets, best ``max_detections`` kept."""
+        boxes, scores = torch.cat([boxes, boxes2]), torch.cat([scores, scores2])
+        keep = nms(boxes, scores, self.nms_iou)[: self.max_detections]
+        return boxes[keep], scores[keep]
+
+    def _to_original(self, boxes: Tensor, scores: Tensor, width: int, height: int) -> Detections:
+        """Scale search-size boxes to the original ``width x height`` and clamp them to it."""
+        sx, sy = self.search_size[0] / width, self.search_size[1] / height
+        scale = torch.tensor([sx, sy, sx, sy], dtype=boxes.dtype, device=boxes.device)
+        boxes = boxes / scale
+        boxes[:, 0::2] = boxes[:, 0::2].clamp(0, width)
+        boxes[:, 1::2] = boxes[:, 1::2].clamp(0, height)
+        # a box entirely off the image collapses to zero area: nothing left to point at
+        keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        return Detections(
+            boxes[keep].float().cpu().numpy().reshape(-1, 4), scores[keep].float().cpu().numpy().reshape(-1)
+        )
+
+
+def _model_config(raw: dict, path: str | Path) -> ModelConfig:
+    """The stored ``model_config`` dict (tuples saved as lists) as a validated ModelConfig.
+
+    ``pretrained`` is switched off: the checkpoint holds every weight, so nothing is downloaded
+    or read again (and the original weights file need not exist here).
+    """
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: stored model_config is not a mapping")
+    try:
+        return parse_params({"model": {**raw, "pretrained": False}}).model
+    except ConfigError as exc:
+        raise UserError(f"{path}: stored model config is invalid ({exc})") from None
+
+
+def _mirror(boxes: Tensor, width: int) -> Tensor:
+    """xyxy boxes found in a horizontally flipped ``width``-pixel image, in the unflipped one."""
+    return torch.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], dim=1)
+
+
+def _is_single(images: object) -> bool:
+    return isinstance(images, (str, Path, np.ndarray))
+
+
+def _check_rgb(image: np.ndarray, what: str) -> np.ndarray:
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or min(image.shape[:2]) < 1:
+        raise ValueError(f"{what}: expected an H x W x 3 uint8 RGB array, got {image.dtype} {image.shape}")
+    return image

@@ -1,0 +1,151 @@
+"""Find an object in images with a trained model (``python -m pipeline.predict``).
+
+    python -m pipeline.predict --checkpoint models/best.pt --templates refs/ \\
+        --search frames/ --out predictions/ [--score-threshold 0.3] [--visualize]
+
+Writes ``OUT/predictions.csv`` (``image,x1,y1,x2,y2,score``: one row per detection, boxes in the
+image's pixels; images without a detection have no row) and, with ``--visualize``, a copy of each
+image with its boxes and scores drawn (``OUT/<name>_pred.jpg``). Not a DVC stage: a tool for
+running the trained model on new photos.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import torch
+
+from pipeline.cli import UserError, run_stage
+from pipeline.data.dataset import read_rgb
+from pipeline.data.formats.common import IMAGE_EXTS
+from pipeline.inference.detector import Detections, Detector
+from pipeline.io import write_csv
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ("image", "x1", "y1", "x2", "y2", "score")
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline.predict", description="Find an object in images with a trained model."
+    )
+    parser.add_argument("--checkpoint", required=True, type=Path, help="best.pt / last.pt written by training")
+    parser.add_argument("--templates", required=True, nargs="+", type=Path,
+                        help="reference photos of the object: files and/or folders of images")
+    parser.add_argument("--search", required=True, nargs="+", type=Path, help="images to search: files and/or folders")
+    parser.add_argument("--out", required=True, type=Path, help="output folder")
+    parser.add_argument("--score-threshold", type=float, default=0.3, help="drop detections scoring below (0.3)")
+    parser.add_argument("--nms-iou", type=float, default=0.5, help="NMS IoU threshold (0.5)")
+    parser.add_argument("--max-detections", type=int, default=10, help="at most this many per image (10)")
+    parser.add_argument("--flip-tta", action="store_true", help="also search mirrored images (2x time)")
+    parser.add_argument("--batch-size", type=int, default=8, help="images per model call (8)")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    parser.add_argument("--visualize", action="store_true", help="write images with the boxes drawn")
+    args = parser.parse_args(argv)
+    if not 0.0 <= args.score_threshold <= 1.0:
+        parser.error(f"--score-threshold: {args.score_threshold} is not in 0..1")
+    if args.max_detections < 1 or args.batch_size < 1:
+        parser.error("--max-detections and --batch-size must be >= 1")
+    return args
+
+
+def image_files(paths: Sequence[Path], what: str) -> list[Path]:
+    """Files as given, folders expanded to their images (sorted, not recursive).
+
+    A missing path or a folder without images is a UserError naming it.
+    """
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
+            if not found:
+                raise UserError(f"{path}: no {what} images in this folder ({', '.join(IMAGE_EXTS)})")
+            files.extend(found)
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise UserError(f"{path}: {what} image or folder not found")
+    return files
+
+
+def pick_device(name: str | None) -> torch.device:
+    """``name`` as a torch device (default: cuda if available); an unusable one is a UserError."""
+    if name is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"--device: {name!r} is not a device (use cpu, cuda, cuda:1, ...)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device: {name!r} requested but CUDA is not available")
+    return device
+
+
+def predictions_table(images: Sequence[Path], detections: Sequence[Detections]) -> pd.DataFrame:
+    """One row per detection (best first within an image), boxes rounded to 0.01 px."""
+    rows = [
+        (str(image), *np.round(box, 2).tolist(), round(float(score), 4))
+        for image, found in zip(images, detections)
+        for box, score in zip(found.boxes, found.scores)
+    ]
+    return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def draw(image: np.ndarray, found: Detections) -> np.ndarray:
+    """``image`` (HWC RGB uint8) with boxes and scores drawn, best box thickest; returns BGR."""
+    out = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    side = max(image.shape[:2])
+    thick, font = max(1, side // 400), max(0.35, side / 1600)
+    for rank, (box, score) in enumerate(zip(found.boxes, found.scores)):
+        x1, y1, x2, y2 = np.round(box).astype(int).tolist()
+        colour = (0, 0, 255) if rank == 0 else (0, 200, 255)  # red: top-1, orange: the rest
+        cv2.rectangle(out, (x1, y1), (x2, y2), colour, thick + (rank == 0))
+        cv2.putText(out, f"{score:.2f}", (x1, max(y1 - 3, 10)), cv2.FONT_HERSHEY_SIMPLEX, font, colour, thick,
+                    cv2.LINE_AA)
+    return out
+
+
+def write_visualizations(out_dir: Path, images: Sequence[Path], detections: Sequence[Detections]) -> None:
+    """``out_dir/<stem>_pred.jpg`` per image (``_2``, ``_3``... when two images share a stem)."""
+    used: set[str] = set()
+    for image, found in zip(images, detections):
+        name, n = f"{image.stem}_pred", 1
+        while name in used:
+            n += 1
+            name = f"{image.stem}_pred_{n}"
+        used.add(name)
+        target = out_dir / f"{name}.jpg"
+        if not cv2.imwrite(str(target), draw(read_rgb(image), found)):
+            raise UserError(f"{target}: cannot write image")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    templates = image_files(args.templates, "template")
+    search = image_files(args.search, "search")
+    if args.out.exists() and not args.out.is_dir():
+        raise UserError(f"{args.out}: --out exists and is not a folder")
+    detector = Detector.from_checkpoint(
+        args.checkpoint, pick_device(args.device), score_threshold=args.score_threshold, nms_iou=args.nms_iou,
+        max_detections=args.max_detections, flip_tta=args.flip_tta,
+    )
+    detector.set_templates(templates)
+    detections = detector.predict(search, batch_size=args.batch_size)
+    args.out.mkdir(parents=True, exist_ok=True)
+    table = predictions_table(search, detections)
+    write_csv(args.out / "predictions.csv", table)
+    if args.visualize:
+        write_visualizations(args.out, search, detections)
+    hits = sum(len(d.scores) > 0 for d in detections)
+    log.info("%d images, %d with a detection, %d detections -> %s", len(search), hits, len(table), args.out)
+
+
+if __name__ == "__main__":
+    run_stage(main)

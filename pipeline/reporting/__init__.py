@@ -1,0 +1,1 @@
+"""Building blocks of the ``report`` stage: inputs, committed-metrics diff, MLflow ablation, figures, markdown."""

@@ -1,0 +1,169 @@
+"""Ablation table: every MLflow run of this repository, grouped by the params under study.
+
+Train runs carry their params under flattened keys (``model.fusion``, ``train.seed``; values are
+text) and the evaluate stage adds ``eval_<metric>`` to the same run. Runs of one setting that
+differ only in their seed become one row, ``mean ± std`` over them.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pandas as pd
+
+from pipeline.reporting.ordering import natural_key
+
+log = logging.getLogger(__name__)
+
+SEED_PARAM = "train.seed"
+SHOWN_METRICS = ("AP50", "success", "f1", "mean_iou", "ms_per_frame")
+EVAL_PREFIX = "metrics.eval_"
+MISSING = "n/a"
+SORT_DECIMALS = 3  # the report shows metrics with 3 decimals
+
+
+class StoreUnavailable(Exception):
+    """The MLflow store could not be read (server down, locked or foreign database, ...)."""
+
+
+@dataclass(frozen=True)
+class AblationTable:
+    """One row per setting: the params, ``seeds``, ``n`` (runs), then ``<metric>`` and ``<metric>_std``."""
+
+    frame: pd.DataFrame
+    params: tuple[str, ...]
+    metrics: tuple[str, ...]
+    sort_by: str
+    skipped: int  # runs without evaluate metrics
+
+
+def local_store_path(tracking_uri: str) -> Path | None:
+    """The file or folder a local store lives in (``sqlite:///``, ``file:``, a bare path); None for servers."""
+    if tracking_uri.startswith("sqlite://"):
+        rest = tracking_uri[len("sqlite://"):].split("?", 1)[0]
+        # sqlite:///rel.db is relative, sqlite:////abs.db absolute; sqlite:// alone is in memory
+        return Path(rest[1:]) if rest.startswith("/") and len(rest) > 1 else None
+    parsed = urlparse(tracking_uri)
+    if parsed.scheme == "file":
+        return Path(parsed.path)
+    if parsed.scheme == "":
+        return Path(tracking_uri)
+    return None
+
+
+def fetch_runs(tracking_uri: str) -> pd.DataFrame:
+    """All active runs of all active experiments, one row each, columns as ``mlflow.search_runs`` names
+    them: ``run_id``, ``params.<key>``, ``metrics.<key>``. Empty when the local store does not exist
+    (reading must not create one). Raises :class:`StoreUnavailable` when the store cannot be read.
+    """
+    local = local_store_path(tracking_uri)
+    if local is not None and not local.exists():
+        return pd.DataFrame({"run_id": pd.Series(dtype=str)})
+    # Fail fast against an unreachable server instead of MLflow's long retry loop (as the Tracker does).
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    try:
+        from mlflow.entities import ViewType
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(tracking_uri)
+        experiment_ids: list[str] = []
+        token = None
+        while True:
+            page = client.search_experiments(view_type=ViewType.ACTIVE_ONLY, max_results=1000, page_token=token)
+            experiment_ids += [e.experiment_id for e in page]
+            token = page.token
+            if not token:
+                break
+        records = []
+        token = None
+        while experiment_ids:
+            page = client.search_runs(experiment_ids, run_view_type=ViewType.ACTIVE_ONLY, max_results=1000,
+                                      page_token=token)
+            for run in page:
+                records.append({"run_id": run.info.run_id,
+                                **{f"params.{k}": v for k, v in run.data.params.items()},
+                                **{f"metrics.{k}": v for k, v in run.data.metrics.items()}})
+            token = page.token
+            if not token:
+                break
+    except Exception as exc:  # any store failure: the report says so and goes on
+        raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
+    frame = pd.DataFrame.from_records(records) if records else pd.DataFrame({"run_id": pd.Series(dtype=str)})
+    return frame.sort_values("run_id", kind="stable").reset_index(drop=True)
+
+
+def _param_values(runs: pd.DataFrame, key: str) -> pd.Series:
+    column = f"params.{key}"
+    if column not in runs:
+        return pd.Series(MISSING, index=runs.index, dtype=object)
+    return runs[column].astype(object).where(runs[column].notna(), MISSING).astype(str)
+
+
+def _mean_std(values: pd.Series) -> tuple[float, float]:
+    # sorted first: a float sum's last digit must not depend on the order the store returned runs in
+    clean = values.dropna().sort_values(kind="stable").reset_index(drop=True)
+    if clean.empty:
+        return float("nan"), float("nan")
+    std = float(clean.std(ddof=1)) if len(clean) > 1 else float("nan")  # sample std over seeds
+    return float(clean.mean()), std
+
+
+def ablation_table(runs: pd.DataFrame, params: tuple[str, ...], sort_by: str) -> AblationTable:
+    """Group runs with evaluate metrics by ``params``; mean and sample std of each metric over the group.
+
+    Rows are sorted by ``sort_by`` (best first, undefined last), ties by the param values.
+    """
+    metrics = SHOWN_METRICS if sort_by in SHOWN_METRICS else (sort_by, *SHOWN_METRICS)
+    eval_cols = [c for c in runs.columns if c.startswith(EVAL_PREFIX)]
+    evaluated = runs[runs[eval_cols].notna().any(axis=1)] if eval_cols else runs.iloc[0:0]
+    skipped = len(runs) - len(evaluated)
+
+    keys = pd.DataFrame({p: _param_values(evaluated, p) for p in params}, index=evaluated.index)
+    seeds = _param_values(evaluated, SEED_PARAM)
+    rows = []
+    for setting, group in keys.groupby(list(params), sort=False, dropna=False) if params else [((), keys)]:
+        setting = setting if isinstance(setting, tuple) else (setting,)
+        members = evaluated.loc[group.index]
+        row: dict = dict(zip(params, setting))
+        row["seeds"] = ", ".join(sorted(set(seeds.loc[group.index]), key=natural_key))
+        row["n"] = len(members)
+        for m in metrics:
+            column = f"{EVAL_PREFIX}{m}"
+            values = members[column] if column in members else pd.Series(dtype=float)
+            row[m], row[f"{m}_std"] = _mean_std(pd.to_numeric(values, errors="coerce"))
+        rows.append(row)
+
+    def order(row: dict) -> tuple:
+        value = row[sort_by]
+        undefined = math.isnan(value)
+        # rounded as the report shows it: settings that look tied are ordered by their params,
+        # not by float noise (0.40 and 0.44 average to 0.42000000000000004)
+        shown = 0.0 if undefined else round(value, SORT_DECIMALS)
+        return (undefined, -shown, *(natural_key(row[p]) for p in params))
+
+    rows.sort(key=order)
+    columns = [*params, "seeds", "n", *(c for m in metrics for c in (m, f"{m}_std"))]
+    return AblationTable(pd.DataFrame(rows, columns=columns), tuple(params), tuple(metrics), sort_by, skipped)
+
+
+def load_ablation(tracking_uri: str, params: tuple[str, ...], sort_by: str) -> tuple[AblationTable | None, str | None]:
+    """The ablation table, or None and the line the report shows instead (no runs, store unreachable)."""
+    try:
+        runs = fetch_runs(tracking_uri)
+    except StoreUnavailable as exc:
+        log.warning("MLflow store %s unreachable (%s); the report has no ablation table", tracking_uri, exc)
+        # the exception type only: the URI or message may hold machine-specific paths
+        kind = str(exc).split(":", 1)[0]
+        return None, f"MLflow store unreachable ({kind}); no ablation table. See the stage's log for details."
+    if runs.empty:
+        return None, "No MLflow runs yet."
+    table = ablation_table(runs, params, sort_by)
+    if table.frame.empty:
+        return None, f"No MLflow runs with evaluate metrics yet ({table.skipped} without)."
+    return table, None

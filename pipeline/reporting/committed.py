@@ -1,0 +1,72 @@
+"""The metrics committed at git HEAD, and what changed since (what ``dvc metrics diff`` shows).
+
+Read with plain ``git show``: the report runs inside ``dvc repro``, which holds the repository
+lock, so calling ``dvc`` from here would deadlock or fail.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+DIFF_COLUMNS = ["metric", "old", "new", "change"]
+
+
+def read_committed(root: Path, file: Path) -> dict[str, Any] | None:
+    """``file`` as committed at HEAD of the git repository holding ``root``, or None.
+
+    None when there is no git (binary or repository), no commit yet, the file is not committed,
+    or the committed text is not a JSON object.
+    """
+    rel = Path(file).resolve().relative_to(Path(root).resolve()).as_posix()
+    try:
+        # "./" makes the path relative to cwd, so a root below the repository's top works too
+        shown = subprocess.run(
+            ["git", "show", f"HEAD:./{rel}"], cwd=root, capture_output=True, text=True, timeout=30, check=False
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        log.info("no committed %s: git unavailable (%s)", rel, exc)
+        return None
+    if shown.returncode != 0:
+        log.info("no committed %s: %s", rel, shown.stderr.strip().splitlines()[-1:] or "git show failed")
+        return None
+    try:
+        data = json.loads(shown.stdout)
+    except ValueError:
+        log.warning("committed %s is not valid JSON; not compared", rel)
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _number(value: Any) -> float | int | None:
+    """Numbers as they are, undefined (null, NaN, inf, text) as None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def metrics_diff(old: dict[str, Any], new: dict[str, Any], order: list[str] | None = None) -> pd.DataFrame:
+    """One row per metric whose value changed (added and removed ones too): metric, old, new, change.
+
+    ``change`` is ``new - old`` when both are numbers, else None. Rows follow ``order`` first, then
+    the remaining keys sorted, so the table is the same on every run.
+    """
+    keys = set(old) | set(new)
+    ordered = [k for k in (order or []) if k in keys] + sorted(keys - set(order or []))
+    rows = []
+    for key in ordered:
+        a, b = _number(old.get(key)), _number(new.get(key))
+        if a == b and (key in old) == (key in new):
+            continue
+        change = b - a if a is not None and b is not None else None
+        rows.append({"metric": key, "old": a, "new": b, "change": change})
+    # object dtype keeps integer counts (frames) integers next to float metrics
+    return pd.DataFrame(rows, columns=DIFF_COLUMNS, dtype=object)

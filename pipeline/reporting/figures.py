@@ -1,0 +1,126 @@
+"""The report's PNG figures: training curves, precision-recall curves, the evaluate gallery.
+
+Byte-identical on the same inputs: fixed size and dpi, and no "Software" (matplotlib version)
+entry in the PNG metadata, so a figure changes in git only when its data does.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: stages run on servers and in CI
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+from pipeline.reporting.inputs import ReportInputs  # noqa: E402
+
+DPI = 100
+TRAIN_CURVE = "train_curve.png"
+PR_CURVE = "pr_curve.png"
+GALLERY = "gallery.png"
+# train_curve.csv columns that are not loss terms (after dropping the "train_" prefix)
+NOT_LOSS = {"epoch", "lr", "images_per_s"}
+VAL_METRICS = ("val_AP50", "val_AP", "val_success")
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A figure of the report: its file name in the figures folder, or None and why it is missing."""
+
+    title: str
+    filename: str | None
+    missing: str | None = None
+
+
+def save_png(fig: plt.Figure, out: Path) -> Path:
+    """Write ``fig`` as a reproducible PNG and close it."""
+    try:
+        fig.savefig(out, format="png", dpi=DPI, metadata={"Software": None})
+    finally:
+        plt.close(fig)
+    return out
+
+
+def plot_train_curve(curve: pd.DataFrame, out: Path) -> Path:
+    """Three panels over epochs: loss terms (log scale), learning rate, validation metrics."""
+    # train.py writes train_<term>; accept bare names (loss, focal, ...) too
+    data = curve.rename(columns=lambda c: c.removeprefix("train_"))
+    epoch = data["epoch"]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    losses = [c for c in data.columns if c not in NOT_LOSS and not c.startswith("val_")]
+    for col in losses:
+        values = pd.to_numeric(data[col], errors="coerce")
+        axes[0].plot(epoch, values.where(values > 0), marker="o", label=col)  # log scale: positives only
+    if losses:
+        axes[0].set_yscale("log")
+    axes[0].set_title("training loss")
+    if "lr" in data:
+        axes[1].plot(epoch, data["lr"], marker="o")
+    axes[1].set_title("learning rate (end of epoch)")
+    for col in VAL_METRICS:
+        if col in data:
+            values = pd.to_numeric(data[col], errors="coerce")
+            # validation rows only (NaN on other epochs); -1 is pycocotools' "undefined"
+            valid = values.notna() & (values >= 0)
+            axes[2].plot(epoch[valid], values[valid], marker="o", label=col.removeprefix("val_"))
+    axes[2].set_ylim(0, 1)
+    axes[2].set_title("validation (unseen objects)")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    return save_png(fig, out)
+
+
+def plot_pr_curves(curves: Sequence[tuple[str, pd.DataFrame]], out: Path) -> Path:
+    """Top-1 precision against recall, one line per (label, pr_curve.csv) pair, on one plot."""
+    fig, ax = plt.subplots(figsize=(5, 4.5))
+    for label, curve in curves:
+        ordered = curve.sort_values(["threshold", "recall", "precision"], kind="stable")
+        ax.plot(ordered["recall"], ordered["precision"], marker=".", label=label)
+    ax.set_xlim(0, 1.02)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_title("precision-recall (top-1 per frame)")
+    ax.grid(alpha=0.3)
+    if curves:
+        ax.legend(loc="lower left")
+    fig.tight_layout()
+    return save_png(fig, out)
+
+
+def write_figures(inputs: ReportInputs, folder: Path) -> list[Figure]:
+    """Draw or copy every figure into ``folder``; the list names each, in the report's order."""
+    figures = []
+    if inputs.train_curve is not None:
+        plot_train_curve(inputs.train_curve, folder / TRAIN_CURVE)
+        figures.append(Figure("Training curves", TRAIN_CURVE))
+    else:
+        figures.append(Figure("Training curves", None, inputs.notes["train_curve"]))
+
+    curves = [("model", inputs.model.pr_curve)]
+    if inputs.baseline is not None:
+        curves.append(("baseline", inputs.baseline.pr_curve))
+    drawn = [(label, c) for label, c in curves if c is not None and not c.empty]
+    if inputs.model.pr_curve is not None and drawn:
+        plot_pr_curves(drawn, folder / PR_CURVE)
+        figures.append(Figure("Precision-recall", PR_CURVE))
+    else:
+        figures.append(Figure("Precision-recall", None, inputs.notes.get("pr_curve", "No precision-recall curve.")))
+
+    if inputs.model.gallery is not None:
+        shutil.copyfile(inputs.model.gallery, folder / GALLERY)
+        figures.append(Figure("Gallery (best and worst validation frames)", GALLERY))
+    else:
+        figures.append(Figure("Gallery (best and worst validation frames)", None, inputs.notes["gallery"]))
+    return figures

@@ -1,0 +1,277 @@
+"""Pure rendering: report data -> markdown text (no I/O, no clock, no absolute paths).
+
+Numbers have a fixed format (3 decimals, 1 for milliseconds, ``n/a`` for undefined) and tables are
+not padded to a column width, so a changed value changes one line of ``git diff``, nothing else.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import pandas as pd
+
+from pipeline.reporting.ablation import AblationTable
+from pipeline.reporting.figures import Figure
+from pipeline.reporting.inputs import ReportInputs
+from pipeline.reporting.ordering import natural_key
+
+# metrics.json key -> label, in the order the headline table shows them
+HEADLINE = {
+    "AP": "AP",
+    "AP50": "AP50",
+    "AP75": "AP75",
+    "precision": "precision",
+    "recall": "recall",
+    "f1": "F1",
+    "success": "success",
+    "mean_iou": "mean IoU",
+    "fp_rate": "FP rate",
+    "ms_per_frame": "ms/frame",
+}
+# per-object / per-size CSV columns shown, with their labels
+OBJECT_METRICS = {"success": "success", "precision": "precision", "recall": "recall", "f1": "F1",
+                  "mean_iou": "mean IoU", "fp_rate": "FP rate"}
+SIZE_METRICS = {"AP": "AP", "success": "success"}
+SIZE_ORDER = ("tiny", "small", "medium", "large")
+NA = "n/a"
+
+
+# ----------------------------------------------------------------------------------------------
+# Numbers and tables
+# ----------------------------------------------------------------------------------------------
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA
+
+
+def format_number(value: Any, digits: int = 3, signed: bool = False) -> str:
+    """``value`` with ``digits`` decimals; ``n/a`` when undefined; never ``-0.000``."""
+    if _missing(value):
+        return NA
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return f"{value:+d}" if signed and value else str(value)
+    text = f"{float(value):.{digits}f}"
+    if float(text) == 0:
+        return f"{0:.{digits}f}"  # a value that rounds to zero shows no sign
+    return f"+{text}" if signed and not text.startswith("-") else text
+
+
+def digits_for(key: str) -> int:
+    """Milliseconds get 1 decimal, every other metric 3."""
+    return 1 if key.startswith("ms") or key.endswith("ms_per_frame") else 3
+
+
+def format_metric(key: str, value: Any, signed: bool = False) -> str:
+    return format_number(value, digits_for(key), signed)
+
+
+def format_mean_std(key: str, mean: Any, std: Any, n: int) -> str:
+    """``mean ± std`` for several runs, the plain value for one."""
+    if n > 1 and not _missing(std) and not _missing(mean):
+        return f"{format_metric(key, mean)} ± {format_metric(key, std)}"
+    return format_metric(key, mean)
+
+
+def _cell(text: Any) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], numeric: Sequence[bool] | None = None) -> str:
+    """A GitHub markdown table; ``numeric`` columns are right-aligned."""
+    numeric = list(numeric) if numeric is not None else [False] * len(headers)
+    lines = ["| " + " | ".join(_cell(h) for h in headers) + " |",
+             "|" + "|".join("---:" if num else "---" for num in numeric) + "|"]
+    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------
+# Sections
+# ----------------------------------------------------------------------------------------------
+
+
+def headline_section(inputs: ReportInputs) -> str:
+    """Learned model against the classical baseline, metric by metric."""
+    model, base = inputs.model, inputs.baseline
+    m = model.metrics
+    parts = ["## Learned model vs classical baseline", ""]
+    context = (
+        f"Validation split: {format_number(m.get('frames'))} frames, "
+        f"{format_number(m.get('frames_with_target'))} with the target, {format_number(m.get('objects'))} objects; "
+        f"IoU threshold {format_number(m.get('iou_threshold'))}; score threshold "
+        f"{format_number(m.get('score_threshold'))} (model)"
+    )
+    if base is not None:
+        context += f", {format_number(base.metrics.get('score_threshold'))} (baseline)"
+    parts += [context + ".", ""]
+    headers = ["metric", "model"] + (["baseline"] if base is not None else [])
+    rows = []
+    for key, label in HEADLINE.items():
+        row = [label, format_metric(key, m.get(key))]
+        if base is not None:
+            row.append(format_metric(key, base.metrics.get(key)))
+        rows.append(row)
+    parts.append(table(headers, rows, [False] + [True] * (len(headers) - 1)))
+    if base is None:
+        parts += ["", inputs.notes["baseline"]]
+    return "\n".join(parts)
+
+
+def diff_section(diff: pd.DataFrame | None, source: str) -> str:
+    """Metrics that changed against the committed file, as ``dvc metrics diff`` shows them."""
+    parts = ["## Change against the committed metrics", ""]
+    if diff is None:
+        parts.append(f"No committed metrics to compare with (`{source}` is not in git HEAD).")
+        return "\n".join(parts)
+    if diff.empty:
+        parts.append(f"No change against `{source}` at git HEAD.")
+        return "\n".join(parts)
+    parts += [f"`{source}`: git HEAD (old) against this run (new); only changed metrics.", ""]
+    rows = [[r.metric, format_metric(r.metric, r.old), format_metric(r.metric, r.new),
+             format_metric(r.metric, r.change, signed=True)] for r in diff.itertuples(index=False)]
+    parts.append(table(["metric", "old", "new", "change"], rows, [False, True, True, True]))
+    return "\n".join(parts)
+
+
+def ablation_section(ablation: AblationTable | None, note: str | None) -> str:
+    """One row per setting of the ablation params over every MLflow run with evaluate metrics."""
+    parts = ["## Ablations (MLflow runs)", ""]
+    if ablation is None or ablation.frame.empty:
+        parts.append(note or "No MLflow runs with evaluate metrics yet.")
+        return "\n".join(parts)
+    n_runs = int(ablation.frame["n"].sum())
+    intro = (
+        f"{n_runs} run{'s' if n_runs != 1 else ''} with evaluate metrics, grouped by "
+        f"{', '.join(f'`{p}`' for p in ablation.params)}; mean ± std over runs where a setting ran more than once "
+        f"(seeds: `train.seed`); sorted by {HEADLINE.get(ablation.sort_by, ablation.sort_by)}, best first."
+    )
+    if ablation.skipped:
+        intro += f" {ablation.skipped} run{'s' if ablation.skipped != 1 else ''} without evaluate metrics left out."
+    parts += [intro, ""]
+    labels = [HEADLINE.get(k, k) for k in ablation.metrics]
+    headers = [*ablation.params, "seeds", "n", *labels]
+    rows = []
+    for rec in ablation.frame.to_dict("records"):
+        row = [rec[p] for p in ablation.params] + [rec["seeds"], str(rec["n"])]
+        row += [format_mean_std(k, rec[k], rec[f"{k}_std"], rec["n"]) for k in ablation.metrics]
+        rows.append(row)
+    parts.append(table(headers, rows, [False] * (len(ablation.params) + 1) + [True] * (1 + len(labels))))
+    return "\n".join(parts)
+
+
+def _paired(model_value: Any, base_value: Any, key: str, with_baseline: bool) -> str:
+    if not with_baseline:
+        return format_metric(key, model_value)
+    return f"{format_metric(key, model_value)} / {format_metric(key, base_value)}"
+
+
+def _lookup(frame: pd.DataFrame | None, key_col: str) -> dict[str, dict[str, Any]]:
+    if frame is None:
+        return {}
+    return {str(r[key_col]): r for r in frame.to_dict("records")}
+
+
+def per_object_section(inputs: ReportInputs) -> str:
+    """Success, precision, ... per validation object; ``model / baseline`` when both exist."""
+    parts = ["## Per object", ""]
+    model = inputs.model.per_object
+    if model is None:
+        parts.append(inputs.notes["per_object"])
+        return "\n".join(parts)
+    base = _lookup(inputs.baseline.per_object if inputs.baseline else None, "object_id")
+    with_base = bool(base)
+    if with_base:
+        parts += ["Cells read model / baseline.", ""]
+    rows = []
+    for rec in sorted(model.to_dict("records"), key=lambda r: natural_key(r["object_id"])):
+        b = base.get(str(rec["object_id"]), {})
+        rows.append([str(rec["object_id"]), format_number(_int(rec["frames"])),
+                     format_number(_int(rec["frames_with_target"]))]
+                    + [_paired(rec[k], b.get(k), k, with_base) for k in OBJECT_METRICS])
+    headers = ["object", "frames", "with target", *OBJECT_METRICS.values()]
+    parts.append(table(headers, rows, [False] + [True] * (len(headers) - 1)))
+    return "\n".join(parts)
+
+
+def _int(value: Any) -> Any:
+    """CSV integers come back as floats when a column has gaps; show them as integers."""
+    if _missing(value):
+        return None
+    return int(value) if float(value).is_integer() else value
+
+
+def _px_range(lo: Any, hi: Any) -> str:
+    lo, hi = _int(lo), _int(hi)
+    if _missing(hi) or (isinstance(hi, float) and math.isinf(hi)):
+        return f"≥ {format_number(lo, 1)}"
+    return f"{format_number(lo, 1)}–{format_number(hi, 1)}"
+
+
+def per_size_section(inputs: ReportInputs) -> str:
+    """AP and success per object size (tiny, small, medium, large)."""
+    parts = ["## Per size", ""]
+    model = inputs.model.per_size
+    if model is None:
+        parts.append(inputs.notes["per_size"])
+        return "\n".join(parts)
+    base = _lookup(inputs.baseline.per_size if inputs.baseline else None, "size")
+    with_base = bool(base)
+    if with_base:
+        parts += ["Cells read model / baseline.", ""]
+    order = {s: i for i, s in enumerate(SIZE_ORDER)}
+    records = sorted(model.to_dict("records"), key=lambda r: (order.get(str(r["size"]), len(order)), str(r["size"])))
+    rows = []
+    for rec in records:
+        b = base.get(str(rec["size"]), {})
+        rows.append([str(rec["size"]), _px_range(rec["min_px"], rec["max_px"]), format_number(_int(rec["frames"]))]
+                    + [_paired(rec[k], b.get(k), k, with_base) for k in SIZE_METRICS])
+    headers = ["size", "px", "frames", *SIZE_METRICS.values()]
+    parts.append(table(headers, rows, [False, False] + [True] * (len(headers) - 2)))
+    return "\n".join(parts)
+
+
+def figures_section(figures: Sequence[Figure], folder_link: str) -> str:
+    """Each figure embedded by a link relative to the report, or a line saying why it is missing."""
+    parts = ["## Figures"]
+    for fig in figures:
+        parts += ["", f"### {fig.title}", ""]
+        if fig.filename is None:
+            parts.append(fig.missing or "Not available.")
+        else:
+            parts.append(f"![{fig.title}]({folder_link}/{fig.filename})")
+    return "\n".join(parts)
+
+
+def render_report(
+    inputs: ReportInputs,
+    diff: pd.DataFrame | None,
+    diff_source: str,
+    ablation: AblationTable | None,
+    ablation_note: str | None,
+    figures: Sequence[Figure],
+    figures_link: str,
+) -> str:
+    """The whole ``reports/metrics.md``: title, then the sections in a fixed order."""
+    sections = [
+        (
+            "# Evaluation report\n\n"
+            "Written by `python -m pipeline.report` (DVC stage `report`); edit the code or params, not this file."
+        ),
+        headline_section(inputs),
+        diff_section(diff, diff_source),
+        ablation_section(ablation, ablation_note),
+        per_object_section(inputs),
+        per_size_section(inputs),
+        figures_section(figures, figures_link),
+    ]
+    text = "\n\n".join(sections) + "\n"
+    return re.sub(r"\n{3,}", "\n\n", text)
+

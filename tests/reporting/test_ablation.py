@@ -1,0 +1,83 @@
+"""The ablation table from a real MLflow SQLite store (no mocks)."""
+
+import math
+
+import pandas as pd
+import pytest
+
+from pipeline.reporting.ablation import ablation_table, fetch_runs, load_ablation, local_store_path
+from tests.reporting.builders import copy_store
+
+PARAMS = ("model.fusion", "model.corr_kernel", "train.iou_type")
+
+
+@pytest.fixture
+def store(tmp_path):
+    return copy_store(tmp_path / "mlflow.db")
+
+
+def test_fetch_runs_reads_params_and_eval_metrics(store):
+    runs = fetch_runs(store)
+    assert len(runs) == 5
+    assert set(runs["params.model.fusion"]) == {"attention", "average"}
+    assert runs["metrics.eval_AP50"].notna().sum() == 4
+
+
+def test_seeds_of_one_setting_become_mean_and_std(store):
+    table = ablation_table(fetch_runs(store), PARAMS, "AP50")
+    frame = table.frame
+    assert table.skipped == 1  # the run without evaluate metrics
+    assert frame[list(PARAMS)].values.tolist() == [
+        ["attention", "1", "ciou"], ["attention", "3", "giou"], ["average", "3", "giou"]]  # by AP50, best first
+    two = frame.iloc[1]
+    assert two["n"] == 2 and two["seeds"] == "0, 1"
+    assert two["AP50"] == pytest.approx(0.75) and two["AP50_std"] == pytest.approx(math.sqrt(0.005))
+    assert two["ms_per_frame"] == pytest.approx(13.0)
+    assert frame.iloc[0]["n"] == 1 and math.isnan(frame.iloc[0]["AP50_std"])
+    assert table.metrics == ("AP50", "success", "f1", "mean_iou", "ms_per_frame")
+
+
+def test_sort_metric_not_shown_is_added_first(store):
+    table = ablation_table(fetch_runs(store), PARAMS, "AP")
+    assert table.metrics[0] == "AP"
+    assert table.frame["AP"].round(6).tolist() == [0.42, 0.42, 0.30]  # tie (0.42 both) broken by param values
+    assert table.frame["model.corr_kernel"].tolist() == ["1", "3", "3"]
+
+
+def test_ties_sorted_by_param_values_numbers_by_value():
+    runs = pd.DataFrame({
+        "run_id": ["a", "b", "c"], "params.model.corr_kernel": ["9", "10", None],
+        "metrics.eval_AP50": [0.5, 0.5, 0.5],
+    })
+    table = ablation_table(runs, ("model.corr_kernel", "model.fusion"), "AP50")
+    assert table.frame["model.corr_kernel"].tolist() == ["9", "10", "n/a"]
+    assert table.frame["model.fusion"].tolist() == ["n/a"] * 3  # param never logged
+    assert table.frame["seeds"].tolist() == ["n/a"] * 3
+
+
+def test_missing_sqlite_store_is_not_created(tmp_path):
+    db = tmp_path / "mlflow.db"
+    table, note = load_ablation(f"sqlite:///{db}", PARAMS, "AP50")
+    assert table is None and note == "No MLflow runs yet."
+    assert not db.exists()
+
+
+def test_unreadable_store_is_a_note_not_a_crash(tmp_path):
+    db = tmp_path / "mlflow.db"
+    db.write_bytes(b"this is not a database" * 100)
+    table, note = load_ablation(f"sqlite:///{db}", PARAMS, "AP50")
+    assert table is None and note.startswith("MLflow store unreachable (")
+    assert str(tmp_path) not in note  # no machine-specific path in the committed report
+
+
+def test_unreachable_server_is_a_note(monkeypatch):
+    table, note = load_ablation("http://127.0.0.1:9", PARAMS, "AP50")
+    assert table is None and note.startswith("MLflow store unreachable")
+
+
+def test_local_store_paths():
+    assert str(local_store_path("sqlite:////abs/mlflow.db")) == "/abs/mlflow.db"
+    assert str(local_store_path("sqlite:///rel.db")) == "rel.db"
+    assert local_store_path("sqlite://") is None
+    assert str(local_store_path("file:///abs/mlruns")) == "/abs/mlruns"
+    assert local_store_path("http://host:5000") is None

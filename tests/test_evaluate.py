@@ -1,0 +1,90 @@
+"""The evaluate CLI on any data set, with a real (tiny, untrained) checkpoint and real image files."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pandas as pd
+import pytest
+import torch
+
+from pipeline.cli import UserError
+from pipeline.config import ModelConfig
+from pipeline.data.manifest import read_manifest
+from pipeline.detector import build_detector
+from pipeline.engine.checkpoint import save_checkpoint
+from pipeline.evaluate import main
+
+TINY_MODEL = ModelConfig(fpn_channels=16, head_channels=16, corr_kernel=1, similarity_skip=False, search_size=(128, 96))
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    """A working folder with default params and a tiny untrained checkpoint at models/best.pt."""
+    work = tmp_path / "work"
+    (work / "models").mkdir(parents=True)
+    (work / "params.yaml").write_text("templates: {size: 32, workers: 1}\nevaluate: {gallery_frames: 2}\n")
+    torch.manual_seed(0)
+    model = build_detector(TINY_MODEL)
+    save_checkpoint(work / "models" / "best.pt", {"model": model.state_dict(), "model_config": dataclasses.asdict(TINY_MODEL),
+                                                  "template_size": 32, "epoch": 0})
+    monkeypatch.chdir(work)
+    return work
+
+
+@pytest.mark.parametrize("fmt", ["cpn", "refdet", "coco", "auto"])
+def test_evaluate_any_data_set(workdir, tmp_path, fmt, request):
+    root = request.getfixturevalue(f"{'cpn' if fmt == 'auto' else fmt}_root")
+    before = sorted(p.relative_to(root) for p in root.rglob("*"))
+    out = tmp_path / "eval-out"
+    main(["--data", str(root), "--format", fmt, "--out", str(out)])
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    frames = pd.read_csv(out / "frames.csv")
+    assert metrics["frames"] == len(frames) > 0
+    assert metrics["objects"] == frames["object_id"].nunique()
+    for key in ("AP", "AP50", "precision", "recall", "f1", "success", "fp_rate", "ms_per_frame"):
+        assert key in metrics
+    assert metrics["ms_per_frame"] > 0
+    for name in ("per_object.csv", "per_size.csv", "pr_curve.csv", "score_hist.csv", "predictions.csv", "gallery.png"):
+        assert (out / name).is_file(), name
+    # every frame of both splits is scored, and nothing is written into the data set or the repo
+    assert sorted(p.relative_to(root) for p in root.rglob("*")) == before
+    assert not (workdir / "data").exists() and not (workdir / "reports").exists()
+
+
+def test_evaluate_default_out_folder_is_named_after_the_data(workdir, cpn_root):
+    main(["--data", str(cpn_root)])
+    assert (workdir / f"evaluation-{cpn_root.name}" / "metrics.json").is_file()
+
+
+def test_missing_checkpoint_is_a_user_error(workdir, cpn_root):
+    with pytest.raises(UserError, match="nope.pt: checkpoint not found"):
+        main(["--checkpoint", "nope.pt", "--data", str(cpn_root)])
+
+
+def test_missing_data_folder_is_a_user_error(workdir, tmp_path):
+    with pytest.raises(UserError, match="not a folder"):
+        main(["--data", str(tmp_path / "nowhere")])
+
+
+def test_stage_mode_needs_the_prepared_data(workdir):
+    with pytest.raises(UserError, match="manifest.csv: not found; run the prepare stage"):
+        main([])
+
+
+def test_stage_mode_scores_the_val_split(workdir, cpn_root):
+    """Without --data: the prepared val split, into reports/evaluate/ (no MLflow run: a warning)."""
+    from pipeline.config import DataConfig, TemplatesConfig
+    from pipeline.paths import Paths
+    from pipeline.prepare import prepare
+    from pipeline.resize_templates import resize_templates
+
+    paths = Paths()
+    prepare(paths, DataConfig(source=str(cpn_root)))
+    resize_templates(paths, TemplatesConfig(size=32, workers=1))
+    main([])
+    metrics = json.loads(paths.evaluation.metrics.read_text())
+    val = read_manifest(paths.manifest).query("split == 'val'")
+    assert metrics["frames"] == len(val) and metrics["objects"] == val["object_id"].nunique()

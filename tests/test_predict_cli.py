@@ -1,0 +1,134 @@
+"""``python -m pipeline.predict``: predictions.csv format, drawn images, clear errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import runpy
+import sys
+import warnings
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from pipeline.cli import UserError
+from pipeline.config import ModelConfig
+from pipeline.detector import build_detector
+from pipeline.engine.checkpoint import save_checkpoint
+from pipeline.inference import Detector
+from pipeline.predict import main
+from tests.datasets import truncate, write_image
+
+FRAMES = {"a.jpg": (256, 192), "b.png": (128, 96), "c.jpg": (300, 140)}
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    cfg = ModelConfig(fpn_channels=16, head_channels=16, search_size=(128, 96), box_prior=24.0)
+    path = tmp_path_factory.mktemp("ckpt") / "best.pt"
+    save_checkpoint(path, {"model": build_detector(cfg).state_dict(), "model_config": dataclasses.asdict(cfg),
+                           "template_size": 32, "epoch": 0})
+    return path
+
+
+@pytest.fixture
+def data(tmp_path) -> tuple[Path, Path]:
+    """A folder of 2 reference photos (different sizes) and a folder of 3 frames (+ a non-image)."""
+    refs, frames = tmp_path / "refs", tmp_path / "frames"
+    write_image(refs / "ref_1.jpg", (48, 40), seed=1)
+    write_image(refs / "ref_2.png", (20, 30), seed=2)
+    for i, (name, size) in enumerate(FRAMES.items()):
+        write_image(frames / name, size, seed=10 + i)
+    (frames / "notes.txt").write_text("not an image")
+    return refs, frames
+
+
+def run(checkpoint: Path, refs, search, out: Path, *extra: str) -> None:
+    refs = refs if isinstance(refs, list) else [refs]
+    search = search if isinstance(search, list) else [search]
+    main(["--checkpoint", str(checkpoint), "--templates", *map(str, refs), "--search", *map(str, search),
+          "--out", str(out), *extra])
+
+
+def test_predictions_csv_and_visualizations(checkpoint, data, tmp_path):
+    refs, frames = data
+    out = tmp_path / "out"
+    run(checkpoint, refs, frames, out, "--score-threshold", "0", "--max-detections", "3", "--visualize")
+    table = pd.read_csv(out / "predictions.csv")
+    assert list(table.columns) == ["image", "x1", "y1", "x2", "y2", "score"]
+    assert set(table["image"]) == {str(frames / name) for name in FRAMES}  # threshold 0: every frame has a hit
+    assert table.groupby("image").size().max() <= 3
+    # one row per detection, equal to the API's answer, in each image's own pixels
+    det = Detector.from_checkpoint(checkpoint, score_threshold=0.0, max_detections=3)
+    det.set_templates(sorted(refs.iterdir()))
+    for name, (w, h) in FRAMES.items():
+        rows = table[table["image"] == str(frames / name)]
+        found = det.predict(frames / name)
+        assert len(rows) == len(found.scores)
+        np.testing.assert_allclose(rows[["x1", "y1", "x2", "y2"]].to_numpy(), found.boxes, atol=0.01)
+        np.testing.assert_allclose(rows["score"].to_numpy(), found.scores, atol=1e-4)
+        assert (rows[["x1", "x2"]].to_numpy() <= w).all() and (rows[["y1", "y2"]].to_numpy() <= h).all()
+        drawn = cv2.imread(str(out / f"{Path(name).stem}_pred.jpg"))
+        assert drawn is not None and drawn.shape[:2] == (h, w)
+
+
+def test_files_threshold_and_flip_tta(checkpoint, data, tmp_path):
+    refs, frames = data
+    out = tmp_path / "out"
+    run(checkpoint, [refs / "ref_1.jpg"], [frames / "a.jpg", frames / "b.png"], out, "--score-threshold", "1",
+        "--flip-tta", "--device", "cpu")
+    table = pd.read_csv(out / "predictions.csv")
+    assert list(table.columns) == ["image", "x1", "y1", "x2", "y2", "score"] and len(table) == 0
+    assert not list(out.glob("*_pred.jpg"))  # no --visualize
+
+
+@pytest.mark.parametrize(
+    "case, culprit",
+    [
+        ("missing checkpoint", "nothing.pt"),
+        ("missing template", "ref_9.jpg"),
+        ("corrupt template", "ref_1.jpg"),
+        ("corrupt search image", "b.png"),
+        ("missing search", "gone"),
+        ("template folder without images", "empty"),
+    ],
+)
+def test_bad_input_is_a_user_error_naming_the_file(checkpoint, data, tmp_path, case, culprit):
+    refs, frames = data
+    ckpt, search = checkpoint, frames
+    if case == "missing checkpoint":
+        ckpt = tmp_path / "nothing.pt"
+    elif case == "missing template":
+        refs = refs / "ref_9.jpg"
+    elif case == "corrupt template":
+        truncate(refs / "ref_1.jpg", 0.3)
+    elif case == "corrupt search image":
+        (frames / "b.png").write_bytes(b"\x89PNG garbage")
+    elif case == "missing search":
+        search = tmp_path / "gone"
+    else:
+        refs = tmp_path / "empty"
+        refs.mkdir()
+    with pytest.raises(UserError, match=culprit):
+        run(ckpt, refs, search, tmp_path / "out")
+    assert not (tmp_path / "out" / "predictions.csv").exists()
+
+
+def test_cli_prints_error_and_exits_2(data, tmp_path, monkeypatch, capsys):
+    """``python -m pipeline.predict`` (run in-process: a subprocess would spend ~10 s importing torch)."""
+    refs, frames = data
+    argv = ["pipeline.predict", "--checkpoint", str(tmp_path / "missing.pt"), "--templates", str(refs),
+            "--search", str(frames), "--out", str(tmp_path / "out")]
+    monkeypatch.setattr(sys, "argv", argv)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # runpy: module already imported by this file
+        with pytest.raises(SystemExit) as exit_info:
+            runpy.run_module("pipeline.predict", run_name="__main__")
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1] == f"error: {tmp_path / 'missing.pt'}: checkpoint not found"
+    assert "Traceback" not in err
