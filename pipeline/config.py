@@ -148,10 +148,10 @@ class BaselineConfig:
     """Classical OpenCV template matching, the learned model's peer (stage ``baseline``)."""
 
     search_size: tuple[int, int] = (512, 288)
-    scales: tuple[float, ...] = (0.3, 0.4, 0.5, 0.65, 0.8)
+    scales: tuple[float, ...] = (0.6, 0.75, 0.9, 1.05)
     rotations: tuple[float, ...] = (0.0, 90.0, 180.0, 270.0)
     template_crop: float = field(default=0.7, metadata=_range(0.1, 1.0))
-    score_threshold: float = field(default=0.5, metadata=_range(-1.0, 1.0))
+    score_threshold: float = field(default=0.75, metadata=_range(0.0, 1.0))
 
 
 @dataclass(frozen=True)

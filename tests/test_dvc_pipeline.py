@@ -27,7 +27,7 @@ def test_dvc_yaml_paths_agree_with_pipeline_paths():
     assert str(paths.templates) in outs["resize_templates"]
     assert str(paths.models) in outs["train"]
     assert str(paths.train_metrics) in metrics["train"]
-    for scored, stage in ((paths.evaluation, "evaluate"),):
+    for scored, stage in ((paths.evaluation, "evaluate"), (paths.baseline, "baseline")):
         assert str(scored.metrics) in metrics[stage]
         plots = [next(iter(p)) if isinstance(p, dict) else p for p in stages[stage]["plots"]]
         assert {str(scored.pr_curve), str(scored.score_hist)} <= set(plots)
@@ -48,8 +48,9 @@ def test_dvc_yaml_paths_agree_with_pipeline_paths():
     [
         ("prepare", ("data",), ()),
         ("resize_templates", ("templates",), ()),
-        ("train", ("model", "train"), ("templates.size",)),
+        ("train", ("model", "train"), ("templates.size", "templates.pad", "templates.pad_value")),
         ("evaluate", ("evaluate",), ("templates.pad", "templates.pad_value")),
+        ("baseline", ("baseline",), ("evaluate.iou_threshold", "evaluate.gallery_frames")),
         ("report", ("report",), ()),
     ],
 )
@@ -84,7 +85,7 @@ def test_data_stages_repro_noop_and_partial_rerun(tmp_path):
     assert Image.open(next((root / "data/templates").rglob("*.jpg"))).size == (48, 48)
 
 
-@pytest.mark.parametrize("stage", ["prepare", "resize_templates", "train", "evaluate", "report"])
+@pytest.mark.parametrize("stage", ["prepare", "resize_templates", "train", "evaluate", "baseline", "report"])
 def test_each_stage_lists_every_pipeline_module_it_imports(stage):
     """Run the stage module's imports in a fresh interpreter and check dvc.yaml covers them."""
     import json

@@ -29,7 +29,8 @@ from pipeline.paths import Paths
 log = logging.getLogger(__name__)
 
 #: What ``best.pt`` keeps of a full checkpoint: enough to rebuild the model and trace its run.
-BEST_KEYS = ("model", "epoch", "best", "digest", "run_id", "model_config", "template_size")
+BEST_KEYS = ("model", "epoch", "best", "digest", "run_id", "model_config", "template_size", "template_pad",
+             "template_pad_value")
 
 #: Fields that do not change what a run computes; a resume may differ in them.
 _RUN_INDEPENDENT = {"resume", "workers", "log_every"}
@@ -179,6 +180,7 @@ def fit(params: Params, paths: Paths) -> dict:
                 "scaler": scaler.state_dict(), "epoch": epoch, "step": state.step, "history": state.history,
                 "rng": rng_state(), "digest": digest, "best": best, "run_id": run_id,
                 "model_config": dataclasses.asdict(mcfg), "template_size": template_size,
+                "template_pad": params.templates.pad, "template_pad_value": params.templates.pad_value,
             }
             save_checkpoint(last_path, payload)
             if improved:

@@ -1,0 +1,1 @@
+"""Classical (non-learned) detectors, the learned model's peers: OpenCV template matching."""
