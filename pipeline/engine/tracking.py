@@ -2,21 +2,32 @@
 
 The default store is ``sqlite:///<repo>/mlflow.db`` by absolute path, so runs that DVC executes in
 temporary copies of the repo (``dvc exp run --queue``) land in the same database.
-``MLFLOW_TRACKING_URI`` overrides it (e.g. a team server). If the store is unreachable or locked,
-the tracker warns once and turns itself off; metrics stay in the stage's own output files.
+``MLFLOW_TRACKING_URI`` overrides it (e.g. a team server). Parallel queue workers share the SQLite
+file: a call that finds it locked (or finds another process creating its tables) is retried with
+backoff. If the store stays unreachable or locked, the tracker warns once and turns itself off;
+metrics stay in the stage's own output files.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import subprocess
+import time
 from pathlib import Path
 from typing import Any, Callable
 
 log = logging.getLogger(__name__)
 
 EXPERIMENT = "needle"
+
+#: Seconds to wait before each retry of a call that met a busy SQLite store (about 30 s in all).
+RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0)
+#: Messages of errors that go away when another writer finishes (SQLite locks, two processes
+#: creating or migrating the tables of a new store at once).
+_TRANSIENT = ("database is locked", "database table is locked", "already exists", "unique constraint failed",
+              "duplicate column", "no such table", "no such column")
 
 
 def repo_root(start: Path | None = None) -> Path:
@@ -73,15 +84,21 @@ class Tracker:
     def _call(self, what: str, fn: Callable[[], Any]) -> Any:
         if not self.enabled:
             return None
-        try:
-            return fn()
-        except Exception as exc:  # any store failure: warn once, keep training
-            self.enabled = False
-            log.warning(
-                "MLflow tracking at %s failed during %s (%s: %s); training goes on, metrics are kept "
-                "in the stage's output files only", self.tracking_uri, what, type(exc).__name__, exc,
-            )
-            return None
+        for attempt, delay in enumerate((*RETRY_DELAYS, None)):
+            try:
+                return fn()
+            except Exception as exc:  # any store failure: retry if transient, else warn once, keep going
+                if delay is not None and _is_transient(exc):
+                    log.info("MLflow store busy during %s (%s); retry %d in %.1f s", what, exc, attempt + 1, delay)
+                    time.sleep(delay)
+                    continue
+                self.enabled = False
+                log.warning(
+                    "MLflow tracking at %s failed during %s (%s: %s); training goes on, metrics are kept "
+                    "in the stage's output files only", self.tracking_uri, what, type(exc).__name__, exc,
+                )
+                return None
+        return None
 
     def start(self, run_name: str | None, params: dict[str, Any], tags: dict[str, str], run_id: str | None = None) -> str | None:
         """Start (or, with ``run_id``, re-open) the run and log params and tags."""
@@ -89,21 +106,28 @@ class Tracker:
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
 
-        def _start():
+        def _connect():
             import mlflow
 
             self._mlflow = mlflow
-            mlflow.set_tracking_uri(self.tracking_uri)
-            if run_id is None:
-                mlflow.set_experiment(EXPERIMENT)
-                run = mlflow.start_run(run_name=run_name)
-                mlflow.log_params({k: _param_value(v) for k, v in params.items()})
-                mlflow.set_tags({k: v for k, v in tags.items() if v is not None})
-            else:
-                run = mlflow.start_run(run_id=run_id)
-            return run.info.run_id
+            # Opening a SQLite store creates or migrates its tables; parallel queue workers doing
+            # that at once corrupt the migration, so they take turns (a file lock beside the db).
+            with _store_setup_lock(self.tracking_uri):
+                mlflow.set_tracking_uri(self.tracking_uri)
+                if run_id is None:
+                    mlflow.set_experiment(EXPERIMENT)
+            return True
 
-        self.run_id = self._call("start", _start)
+        # One call per step, so a retried step never repeats one that already went through.
+        if not self._call("start", _connect):
+            return None
+        if run_id is not None:
+            run = self._call("start", lambda: self._mlflow.start_run(run_id=run_id))
+        else:
+            run = self._call("start", lambda: self._mlflow.start_run(run_name=run_name))
+            self._call("log_params", lambda: self._mlflow.log_params({k: _param_value(v) for k, v in params.items()}))
+            self._call("set_tags", lambda: self._mlflow.set_tags({k: v for k, v in tags.items() if v is not None}))
+        self.run_id = run.info.run_id if run is not None and self.enabled else None
         return self.run_id
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
@@ -118,6 +142,22 @@ class Tracker:
 
     def end(self, status: str = "FINISHED") -> None:
         self._call("end", lambda: self._mlflow.end_run(status=status))
+
+
+def _store_setup_lock(uri: str) -> contextlib.AbstractContextManager:
+    """An exclusive lock for setting up the SQLite store at ``uri`` (no-op for other stores)."""
+    if not uri.startswith("sqlite:///"):
+        return contextlib.nullcontext()
+    from filelock import FileLock  # a torch dependency
+
+    db = Path(uri[len("sqlite:///"):])
+    db.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(db) + ".lock", timeout=120)
+
+
+def _is_transient(exc: BaseException) -> bool:
+    text = f"{exc} {exc.__cause__ or ''}".lower()
+    return any(marker in text for marker in _TRANSIENT)
 
 
 def _param_value(value: Any) -> Any:

@@ -59,3 +59,39 @@ def test_repo_root_from_a_dvc_temp_experiment_is_the_main_repo(tmp_path):
     inside = tmp_path / "repo" / ".dvc" / "tmp" / "exps" / "tmpab12" / "sub"
     inside.mkdir(parents=True)
     assert repo_root(inside) == tmp_path / "repo"
+
+
+_WRITER = """
+import sys
+from pipeline.engine.tracking import Tracker
+t = Tracker(sys.argv[1])
+assert t.start(f"w{sys.argv[2]}", {"train.seed": sys.argv[2], "model.fusion": "average"}, {"k": "v"})
+for step in range(20):
+    t.log_metrics({"loss": 1.0 / (step + 1), "lr": 0.1}, step=step)
+t.end()
+assert t.enabled, "tracker gave up"
+print("ok")
+"""
+
+
+@pytest.mark.slow
+def test_parallel_writers_share_one_fresh_sqlite_store(tmp_path):
+    """Queue workers start together on a store that does not exist yet: every run must land."""
+    import subprocess
+    import sys
+
+    import mlflow
+
+    from tests.pipeline_repo import REPO, env
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    procs = [subprocess.Popen([sys.executable, "-c", _WRITER, uri, str(i)], cwd=REPO, env=env(),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(4)]
+    results = [p.communicate(timeout=300) for p in procs]
+    for proc, (out, err) in zip(procs, results):
+        assert proc.returncode == 0 and "ok" in out, err[-3000:]
+        assert "failed during" not in err
+    client = mlflow.tracking.MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("needle").experiment_id])
+    assert sorted(r.info.run_name for r in runs) == ["w0", "w1", "w2", "w3"]
+    assert all(len(client.get_metric_history(r.info.run_id, "loss")) == 20 for r in runs)
