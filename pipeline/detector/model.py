@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .backbone import Backbone
+from .colour import colour_similarity, template_histogram
 from .correlation import Correlation
 from .fpn import FPN
 from .fusion import TemplateFusion
@@ -62,6 +63,10 @@ class ReferenceDetector(nn.Module):
         search_features: also feed the finest search features to the head (seed 000); False =
             correlation maps only (seed 001), which forces the head to rely on matching.
         box_prior_px: initial predicted distance from cell centre to each box side, in pixels.
+        colour_bins: > 0 also feeds the head the colour similarity of each cell's surroundings
+            with the references (see :mod:`.colour`; ``colour_bins²`` chromaticity bins, windows of
+            2, 4 and 8 cells); :meth:`encode_templates` then returns the references' histogram
+            as one more element, ``[B, colour_bins², 1, 1]``, after the per-level maps.
     """
 
     def __init__(
@@ -78,6 +83,7 @@ class ReferenceDetector(nn.Module):
         similarity_skip: bool = True,
         match_grid: int = 0,
         match_top: int = 4,
+        colour_bins: int = 0,
     ):
         super().__init__()
         self.backbone = backbone
@@ -94,7 +100,10 @@ class ReferenceDetector(nn.Module):
         self.similarity_skip = similarity_skip
         self.similarity_gain = nn.Parameter(torch.tensor(5.0)) if similarity_skip else None
         self.matching = PrototypeMatching(match_grid, min(match_top, match_grid**2)) if match_grid > 0 else None
+        self.colour_bins = colour_bins
+        self.colour_windows = (2 * self.stride, 4 * self.stride, 8 * self.stride) if colour_bins else ()
         head_in = (2 * fpn_channels if search_features else fpn_channels) + (self.matching.top if self.matching else 0)
+        head_in += len(self.colour_windows)
         self.head = DetectionHead(head_in, head_channels, head_convs, box_prior=box_prior_px / self.stride)
         self.register_buffer("pixel_mean", torch.tensor(backbone.mean).view(3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(backbone.std).view(3, 1, 1), persistent=False)
@@ -125,7 +134,10 @@ class ReferenceDetector(nn.Module):
             raise ValueError(f"encode_templates: expected templates [B, K, 3, T, T], got {tuple(templates.shape)}")
         b, k = templates.shape[:2]
         feats = self._features(templates.flatten(0, 1))
-        return [fuse(f.reshape(b, k, *f.shape[1:]), mask) for fuse, f in zip(self.fusions, feats)]
+        encoded = [fuse(f.reshape(b, k, *f.shape[1:]), mask) for fuse, f in zip(self.fusions, feats)]
+        if self.colour_bins:
+            encoded.append(template_histogram(templates, mask, self.colour_bins)[..., None, None])
+        return encoded
 
     def detect(self, search: Tensor, templates_encoded: Sequence[Tensor]) -> dict[str, Any]:
         """Detect in ``search [B, 3, H, W]`` given :meth:`encode_templates` output.
@@ -139,14 +151,14 @@ class ReferenceDetector(nn.Module):
         """
         if search.dim() != 4 or search.shape[1] != 3:
             raise ValueError(f"detect: expected search [B, 3, H, W], got {tuple(search.shape)}")
-        return self._detect_features(self._features(search), templates_encoded, tuple(search.shape[-2:]))
+        return self._detect_features(self._features(search), templates_encoded, search)
 
-    def _detect_features(
-        self, feats: Sequence[Tensor], templates_encoded: Sequence[Tensor], image_size: tuple[int, int]
-    ) -> dict[str, Any]:
-        """Correlation + head on precomputed search FPN maps (see :meth:`detect`)."""
-        if len(templates_encoded) != len(self.fusions):
-            raise ValueError(f"detect: expected {len(self.fusions)} template levels, got {len(templates_encoded)}")
+    def _detect_features(self, feats: Sequence[Tensor], templates_encoded: Sequence[Tensor], search: Tensor) -> dict[str, Any]:
+        """Correlation + head on precomputed search FPN maps of ``search`` (see :meth:`detect`)."""
+        expected = len(self.fusions) + (1 if self.colour_bins else 0)
+        if len(templates_encoded) != expected:
+            raise ValueError(f"detect: expected {expected} encoded template tensors, got {len(templates_encoded)}")
+        image_size = tuple(search.shape[-2:])
         b = feats[0].shape[0]
         h, w = image_size
         size0 = feats[0].shape[-2:]
@@ -175,6 +187,13 @@ class ReferenceDetector(nn.Module):
         parts = [fused, feats[0]] if self.search_features else [fused]
         if self.matching is not None:
             parts.append(matched.to(fused.dtype))
+        if self.colour_bins:
+            reference = templates_encoded[-1].flatten(1)
+            if reference.shape[0] != b:
+                reference = reference.expand(b, -1)
+            colour = colour_similarity(search, reference, self.stride, self.colour_windows, self.colour_bins)
+            colour = F.pad(colour, (0, size0[1] - colour.shape[-1], 0, size0[0] - colour.shape[-2]))
+            parts.append(colour.to(fused.dtype))
         head_in = torch.cat(parts, dim=1)
         logits, raw = self.head(head_in)
         h0, w0 = -(-h // self.stride), -(-w // self.stride)
@@ -208,7 +227,7 @@ class ReferenceDetector(nn.Module):
         feats = self._features(search)
         both_feats = [torch.cat([f, f]) for f in feats]
         both_templates = [torch.cat([t, t.roll(1, dims=0)]) for t in encoded]
-        return self._detect_features(both_feats, both_templates, tuple(search.shape[-2:]))
+        return self._detect_features(both_feats, both_templates, torch.cat([search, search]))
 
 
 def build_detector(cfg: ModelConfig) -> ReferenceDetector:
@@ -235,6 +254,7 @@ def build_detector(cfg: ModelConfig) -> ReferenceDetector:
         match_grid=cfg.match_grid,
         match_top=cfg.match_top,
         box_prior_px=cfg.box_prior,
+        colour_bins=cfg.colour_bins,
     )
 
 

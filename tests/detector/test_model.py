@@ -60,8 +60,9 @@ def test_same_weights_crop_and_frame():
         assert model.detect(torch.rand(1, 3, 144, 256), enc)["logits"].shape == (1, 36, 64)
 
 
-def test_encode_cache_broadcast_and_mask():
-    model = tiny().eval()
+@pytest.mark.parametrize("colour_bins", [0, 8])
+def test_encode_cache_broadcast_and_mask(colour_bins):
+    model = tiny(colour_bins=colour_bins).eval()
     templates, search = torch.rand(1, 3, 3, 64, 64), torch.rand(3, 3, 64, 96)
     with torch.no_grad():
         enc = model.encode_templates(templates)
@@ -139,9 +140,10 @@ def test_overfit_four_samples():
     assert torch.sigmoid(out["logits"][3]).max() < torch.sigmoid(out["logits"][:3]).amax((1, 2)).min()
 
 
-def test_shifted_pairs_reuse_search_features_and_roll_templates():
+@pytest.mark.parametrize("colour_bins", [0, 8])
+def test_shifted_pairs_reuse_search_features_and_roll_templates(colour_bins):
     torch.manual_seed(0)
-    model = tiny().eval()
+    model = tiny(colour_bins=colour_bins).eval()
     templates, search = torch.rand(3, 2, 3, 32, 32), torch.rand(3, 3, 64, 64)
     with torch.no_grad():
         both = model(templates, search, shifted_pairs=True)
@@ -178,3 +180,17 @@ def test_build_detector_reports_backbone_problems_as_config_errors(tmp_path):
         build_detector(ModelConfig(levels=(1, 2)))
     with pytest.raises(ConfigError, match="model.backbone"):
         build_detector(ModelConfig(backbone="no_such_net_xyz"))
+
+
+def test_colour_similarity_reaches_the_head_and_its_histogram_is_cached():
+    model = tiny(colour_bins=4).eval()
+    templates = torch.rand(1, 2, 3, 32, 32)
+    enc = model.encode_templates(templates)
+    assert len(enc) == len(model.fusions) + 1 and enc[-1].shape == (1, 16, 1, 1)
+    with torch.no_grad():
+        red = model.detect(torch.rand(1, 3, 64, 64) * torch.tensor([1.0, 0.1, 0.1]).view(3, 1, 1), enc)
+        # same features, other colours: only the colour input of the head changed
+        blue = model.detect(torch.rand(1, 3, 64, 64) * torch.tensor([0.1, 0.1, 1.0]).view(3, 1, 1), enc)
+    assert not torch.allclose(red["logits"], blue["logits"])
+    with pytest.raises(ValueError, match="expected 3 encoded template tensors, got 2"):
+        model.detect(torch.rand(1, 3, 64, 64), enc[:2])

@@ -1,0 +1,81 @@
+"""Dense colour similarity between the references and every place in the search image.
+
+A detector trained from scratch on a few dozen identities learns *objectness* fast and *which
+one* slowly: on the demo it found every object but picked the reference's about as often as chance
+(top-1 success 0.34 with 3 objects per frame). Colour tells look-alike blobs apart and needs no
+learning, so the head also gets, per cell, how well the colours around it match the references'
+(a histogram back-projection, as classical trackers use next to their template score).
+
+Colour is a 2-D histogram of chromaticity ``(r, g) = (R, G) / (R + G + B)``, which ignores
+brightness (shading, exposure and a photo's gain change it; the object's colours do not); dark
+pixels are left out (their chromaticity is noise). Similarity is the Bhattacharyya coefficient,
+1 for equal distributions and 0 for disjoint ones. Everything here is parameter-free.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+#: Pixels with R + G + B below this (images in [0, 1]) carry no reliable colour.
+MIN_INTENSITY = 0.15
+
+
+def chroma_votes(images: Tensor, bins: int) -> Tensor:
+    """One-hot chromaticity bin of every pixel: ``[N, 3, H, W]`` in [0, 1] -> ``[N, bins², H, W]``
+    (all zero for pixels darker than :data:`MIN_INTENSITY`)."""
+    images = images.float()
+    total = images.sum(1)
+    r = (images[:, 0] / total.clamp_min(1e-6)).clamp(0, 1 - 1e-6)
+    g = (images[:, 1] / total.clamp_min(1e-6)).clamp(0, 1 - 1e-6)
+    index = (r * bins).long() * bins + (g * bins).long()
+    votes = F.one_hot(index, bins * bins).permute(0, 3, 1, 2).float()
+    return votes * (total >= MIN_INTENSITY).float()[:, None]
+
+
+def _normalise(hist: Tensor, dim: int = 1) -> Tensor:
+    """Histograms summing to 1 along ``dim``; an empty one becomes uniform."""
+    total = hist.sum(dim, keepdim=True)
+    uniform = torch.full_like(hist, 1.0 / hist.shape[dim])
+    return torch.where(total > 0, hist / total.clamp_min(1e-12), uniform)
+
+
+def template_histogram(templates: Tensor, mask: Tensor | None = None, bins: int = 8, centre: float = 0.5) -> Tensor:
+    """The object's colour histogram from the central ``centre`` share of its references (where a
+    reference photo shows the object), pooled over the valid references.
+
+    templates: ``[B, K, 3, T, T]`` in [0, 1]; mask: ``[B, K]`` bool (True = real reference).
+    Returns ``[B, bins²]``.
+    """
+    t = templates.shape[-1]
+    lo, hi = int(round(t * (1 - centre) / 2)), int(round(t * (1 + centre) / 2))
+    votes = chroma_votes(templates[..., lo:hi, lo:hi].flatten(0, 1), bins).sum((-2, -1))  # [B*K, bins²]
+    votes = _normalise(votes).view(*templates.shape[:2], -1)
+    weight = torch.ones(votes.shape[:2], device=votes.device) if mask is None else mask.float()
+    return _normalise((votes * weight[..., None]).sum(1))
+
+
+def colour_similarity(search: Tensor, reference: Tensor, stride: int, windows: Sequence[int], bins: int = 8) -> Tensor:
+    """Per cell of a ``stride`` grid, the Bhattacharyya similarity of the colours in a square
+    ``window`` (px) around it with ``reference``.
+
+    search: ``[B, 3, H, W]`` in [0, 1]; reference: ``[B, bins²]`` (or ``[1, bins²]``, broadcast).
+    Returns ``[B, len(windows), ceil(H / stride), ceil(W / stride)]`` in [0, 1].
+    """
+    # Votes at half resolution (a 2x2 average keeps colours) make the one-hot map 4x smaller.
+    small = F.avg_pool2d(search.float(), 2, ceil_mode=True)
+    votes = chroma_votes(small, bins)
+    h0, w0 = -(-search.shape[-2] // stride), -(-search.shape[-1] // stride)
+    ref = reference.float().sqrt()[:, :, None, None]
+    maps = []
+    for window in windows:
+        k = max(1, window // 2)
+        local = F.avg_pool2d(votes, k, stride=max(1, stride // 2), padding=k // 2, count_include_pad=False)
+        local = _normalise(local)[..., :h0, :w0]
+        if local.shape[-2:] != (h0, w0):  # odd sizes: pad the last row/column
+            local = F.pad(local, (0, w0 - local.shape[-1], 0, h0 - local.shape[-2]), mode="replicate")
+        maps.append((local.sqrt() * ref).sum(1))
+    return torch.stack(maps, 1)

@@ -1,0 +1,43 @@
+import pytest
+import torch
+
+from pipeline.detector.colour import chroma_votes, colour_similarity, template_histogram
+
+
+def solid(rgb, h=8, w=8):
+    return torch.tensor(rgb, dtype=torch.float32).view(3, 1, 1).expand(3, h, w).clone()
+
+
+def test_chroma_votes_bin_of_a_pure_colour_and_dark_pixels_vote_nothing():
+    image = torch.stack([solid((1.0, 0.0, 0.0)), solid((0.05, 0.0, 0.0))])  # red; too dark
+    votes = chroma_votes(image, bins=8)
+    assert votes.shape == (2, 64, 8, 8)
+    assert votes[0, 7 * 8 + 0].eq(1).all() and votes[0].sum(0).eq(1).all()  # r -> last bin, g -> first
+    assert votes[1].sum() == 0
+
+
+def test_chroma_ignores_brightness():
+    bright, dim = solid((0.8, 0.4, 0.2)), solid((0.4, 0.2, 0.1))
+    assert torch.equal(chroma_votes(bright[None], 8), chroma_votes(dim[None], 8))
+
+
+def test_template_histogram_pools_valid_references_only():
+    red, blue = solid((0.9, 0.1, 0.1), 16, 16), solid((0.1, 0.1, 0.9), 16, 16)
+    templates = torch.stack([red, blue])[None]  # [1, K=2, 3, 16, 16]
+    both = template_histogram(templates, bins=4)
+    only_red = template_histogram(templates, torch.tensor([[True, False]]), bins=4)
+    assert both.shape == (1, 16) and both.sum().item() == pytest.approx(1.0)
+    assert sorted(both[0][both[0] > 0].tolist()) == pytest.approx([0.5, 0.5])
+    assert only_red[0].max().item() == pytest.approx(1.0)
+
+
+def test_colour_similarity_is_high_where_the_reference_colour_is():
+    frame = torch.full((1, 3, 64, 96), 0.5)
+    frame[0, :, 16:40, 8:32] = torch.tensor([0.9, 0.1, 0.1]).view(3, 1, 1)  # red object
+    frame[0, :, 16:40, 60:84] = torch.tensor([0.1, 0.2, 0.9]).view(3, 1, 1)  # blue object
+    red = template_histogram(solid((0.9, 0.1, 0.1), 16, 16)[None, None], bins=8)
+    sim = colour_similarity(frame, red, stride=4, windows=(8, 16))
+    assert sim.shape == (1, 2, 16, 24)
+    assert sim[0, 0, 7, 5].item() == pytest.approx(1.0, abs=1e-4)  # centre of the red square
+    assert sim[0, 0, 7, 18].item() < 0.05  # centre of the blue square
+    assert sim.min() >= 0 and sim.max() <= 1 + 1e-5
