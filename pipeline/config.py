@@ -43,6 +43,7 @@ class DemoConfig:
     absent_fraction: float = field(default=0.2, metadata=_range(0.0, 1.0))
     distractors: int = field(default=2, metadata=_range(0))
     jpeg_quality: int = field(default=92, metadata=_range(1, 100))
+    layout: Literal["cpn", "video"] = "cpn"
 
 
 @dataclass(frozen=True)
@@ -50,10 +51,11 @@ class DataConfig:
     """Where the data comes from and how it is split (stage ``prepare``)."""
 
     source: str = "demo"
-    format: Literal["auto", "cpn", "refdet", "coco"] = "auto"
+    format: Literal["auto", "cpn", "refdet", "coco", "video"] = "auto"
     on_error: Literal["raise", "skip"] = "raise"
     val_fraction: float = field(default=0.2, metadata=_range(0.0, 1.0, lo_open=True))
     seed: int = 0
+    frame_stride: int = field(default=1, metadata=_range(1))
     demo: DemoConfig = field(default_factory=DemoConfig)
 
 
@@ -145,6 +147,19 @@ class EvaluateConfig:
 
 
 @dataclass(frozen=True)
+class TemporalConfig:
+    """Temporal post-processing of per-frame top-1 detections in a video (``predict --video``,
+    and ``evaluate``'s smoothed ST-IoU): score EMA, on/off hysteresis, box EMA."""
+
+    enabled: bool = True
+    on_threshold: float = field(default=0.3, metadata=_range(0.0, 1.0))
+    off_threshold: float = field(default=0.2, metadata=_range(0.0, 1.0))
+    min_on_frames: int = field(default=2, metadata=_range(1))
+    score_ema: float = field(default=0.3, metadata=_range(0.0, 0.99))
+    box_ema: float = field(default=0.3, metadata=_range(0.0, 0.99))
+
+
+@dataclass(frozen=True)
 class BaselineConfig:
     """Classical OpenCV template matching, the learned model's peer (stage ``baseline``)."""
 
@@ -172,6 +187,7 @@ class Params:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    temporal: TemporalConfig = field(default_factory=TemporalConfig)
     baseline: BaselineConfig = field(default_factory=BaselineConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
 
@@ -297,6 +313,11 @@ def _check_cross_fields(p: Params) -> None:
     for s in p.baseline.scales:
         if not 0.05 <= s <= 4.0:
             raise ConfigError(f"baseline.scales: {s} is out of range, each scale must be in 0.05..4")
+    if p.temporal.off_threshold > p.temporal.on_threshold:
+        raise ConfigError(
+            f"temporal.off_threshold: {p.temporal.off_threshold} must not exceed temporal.on_threshold "
+            f"({p.temporal.on_threshold})"
+        )
     known = set(to_flat_dict(p))
     for key in p.report.ablation_params:
         if key not in known:

@@ -1,8 +1,11 @@
 """Stage ``evaluate``: score the trained model on the val split (``python -m pipeline.evaluate``).
 
 Writes ``reports/evaluate/`` (metrics.json as DVC metrics, pr_curve.csv and score_hist.csv as DVC
-plots, per_object.csv, per_size.csv, frames.csv, predictions.csv, gallery.png) and adds the metrics
-and figures to the MLflow run of the training (``models/run.json``).
+plots, per_object.csv, per_size.csv, frames.csv, sequences.csv, predictions.csv, gallery.png) and
+adds the metrics and figures to the MLflow run of the training (``models/run.json``). Next to the
+frame metrics, each sequence (video) gets its spatio-temporal IoU, from the top-1 box above
+``evaluate.score_threshold`` per frame (``st_iou``) and after the ``temporal`` post-processing
+(``st_iou_temporal``, when ``temporal.enabled``).
 
 On any other data set, without touching the pipeline's outputs::
 
@@ -23,18 +26,20 @@ from pathlib import Path
 from typing import Sequence
 
 from pipeline.cli import UserError, run_stage
-from pipeline.config import DataConfig, EvaluateConfig, Params, load_params
+from pipeline.config import DataConfig, EvaluateConfig, Params, TemporalConfig, load_params
 from pipeline.data.dataset import Sample, load_split
 from pipeline.engine.tracking import Tracker
 from pipeline.inference import Detector
+from pipeline.inference.temporal import smooth_track
 from pipeline.metrics.outputs import score_and_write
 from pipeline.metrics.scoring import Scores
+from pipeline.metrics.stiou import sequence_order, top1
 from pipeline.metrics.topone import Detection
 from pipeline.paths import Paths, ScoredOutputs
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("auto", "cpn", "refdet", "coco")
+FORMATS = ("auto", "cpn", "refdet", "coco", "video")
 
 
 def predict_samples(detector: Detector, samples: Sequence[Sample], batch_size: int = 8) -> tuple[list[Detection], float]:
@@ -70,14 +75,37 @@ def load_detector(checkpoint: Path, params: Params) -> Detector:
     )
 
 
-def evaluate(detector: Detector, samples: Sequence[Sample], ev: EvaluateConfig, out: ScoredOutputs) -> Scores:
-    """Run ``detector`` on ``samples`` and write every file of ``out``."""
+def temporal_answers(samples: Sequence[Sample], detections: Sequence[Detection], cfg: TemporalConfig) -> list:
+    """Per sample the answer of :func:`~pipeline.inference.temporal.smooth_track` run over its
+    sequence in frame order: a box ``[4]`` or None (sample order)."""
+    boxes, scores = top1(detections)
+    out: list = [None] * len(samples)
+    order = sequence_order([s.sequence_id for s in samples], [s.frame_index for s in samples])
+    for positions in order.values():
+        smoothed = smooth_track([boxes[i] for i in positions], [scores[i] for i in positions], cfg)
+        for i, box in zip(positions, smoothed):
+            out[i] = box
+    return out
+
+
+def evaluate(
+    detector: Detector,
+    samples: Sequence[Sample],
+    ev: EvaluateConfig,
+    out: ScoredOutputs,
+    temporal: TemporalConfig | None = None,
+) -> Scores:
+    """Run ``detector`` on ``samples`` and write every file of ``out``; with ``temporal`` (and
+    ``temporal.enabled``) the ST-IoU after temporal post-processing too."""
     detections, ms = predict_samples(detector, samples)
+    smoothed = temporal_answers(samples, detections, temporal) if temporal is not None and temporal.enabled else None
     scores = score_and_write(out, samples, detections, score_threshold=ev.score_threshold,
-                             iou_threshold=ev.iou_threshold, ms_per_frame=ms, gallery_frames=ev.gallery_frames)
+                             iou_threshold=ev.iou_threshold, ms_per_frame=ms, gallery_frames=ev.gallery_frames,
+                             temporal_boxes=smoothed)
     s = scores.summary
-    log.info("%d frames: AP50 %s, success %s, F1 %s, %.1f ms/frame -> %s", s["frames"], s["AP50"], s["success"],
-             s["f1"], ms, out.folder)
+    log.info("%d frames: AP50 %s, success %s, F1 %s; %d sequences: ST-IoU %s (temporal %s); %.1f ms/frame -> %s",
+             s["frames"], s["AP50"], s["success"], s["f1"], s["sequences"], s["st_iou"], s["st_iou_temporal"], ms,
+             out.folder)
     return scores
 
 
@@ -93,7 +121,7 @@ def log_to_training_run(run_file: Path, scores: Scores, out: ScoredOutputs) -> N
     tracker = Tracker(run["tracking_uri"])
     tracker.start(None, {}, {}, run_id=run["run_id"])
     tracker.log_metrics({f"eval_{k}": v for k, v in scores.summary.items() if isinstance(v, (int, float))})
-    for path in (out.metrics, out.per_object, out.pr_curve, out.gallery):
+    for path in (out.metrics, out.per_object, out.sequences, out.pr_curve, out.gallery):
         tracker.log_artifact(path, "evaluate")
     tracker.end()
 
@@ -116,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     params = load_params(paths.params)
     detector = load_detector(args.checkpoint or paths.models / "best.pt", params)
     if args.data is None:
-        scores = evaluate(detector, load_split(paths, "val"), params.evaluate, paths.evaluation)
+        scores = evaluate(detector, load_split(paths, "val"), params.evaluate, paths.evaluation, params.temporal)
         log_to_training_run(paths.models / "run.json", scores, paths.evaluation)
         return
     if not args.data.is_dir():
@@ -128,9 +156,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     out = ScoredOutputs(args.out or Path(f"evaluation-{args.data.resolve().name}"))
     with tempfile.TemporaryDirectory(prefix="needle-evaluate-") as tmp:
         scratch = Paths(Path(tmp))
-        prepare(scratch, DataConfig(source=str(args.data.resolve()), format=args.format, on_error=params.data.on_error))
+        prepare(scratch, DataConfig(source=str(args.data.resolve()), format=args.format, on_error=params.data.on_error,
+                                    frame_stride=params.data.frame_stride))
         resize_templates(scratch, replace(params.templates, size=detector.template_size))
-        evaluate(detector, load_split(scratch, None), params.evaluate, out)
+        evaluate(detector, load_split(scratch, None), params.evaluate, out, params.temporal)
 
 
 if __name__ == "__main__":

@@ -44,6 +44,11 @@ class ScoredOutputs:
         return self.folder / "frames.csv"
 
     @property
+    def sequences(self) -> Path:
+        """One row per sequence (video): frame counts and spatio-temporal IoU, raw and smoothed."""
+        return self.folder / "sequences.csv"
+
+    @property
     def predictions(self) -> Path:
         """One row per detection: image, object_id, x1, y1, x2, y2, score."""
         return self.folder / "predictions.csv"
@@ -85,6 +90,11 @@ class Paths:
     def reference_crops(self) -> Path:
         """Reference photos ``prepare`` crops for formats without their own (COCO)."""
         return self.prepared / "references"
+
+    @property
+    def video_frames(self) -> Path:
+        """Frames ``prepare`` decodes from the videos of the ``video`` format, as JPEGs."""
+        return self.prepared / "frames"
 
     @property
     def data_stats(self) -> Path:

@@ -1,7 +1,7 @@
 """Stage ``prepare``: any supported data set (or the built-in demo) -> the canonical manifest.
 
-Writes ``data/prepared/`` (``manifest.csv``, ``rejected.csv``, ``demo/`` or ``references/`` when
-generated) in one atomic step, and ``data/stats.json``. Nothing else.
+Writes ``data/prepared/`` (``manifest.csv``, ``rejected.csv``, ``demo/``, ``references/`` or
+``frames/`` when generated) in one atomic step, and ``data/stats.json``. Nothing else.
 """
 
 from __future__ import annotations
@@ -22,11 +22,15 @@ log = logging.getLogger(__name__)
 def resolve_source(data: DataConfig, demo_dir: Path, prepared: Path) -> tuple[Path, str]:
     """The folder and format to read: demo data generated into ``demo_dir``, or the user's."""
     if data.source == "demo":
-        if data.format not in ("auto", "cpn"):
-            raise UserError(f"data.format: {data.format!r} does not apply to the demo data (cpn)")
-        log.info("generating demo data")
+        layout = data.demo.layout
+        if data.format not in ("auto", layout):
+            raise UserError(
+                f"data.format: {data.format!r} does not apply to the demo data ({layout}); "
+                "data.demo.layout picks cpn or video"
+            )
+        log.info("generating demo data (%s layout)", layout)
         generate_demo(demo_dir, data.demo, data.seed)
-        return demo_dir, "cpn"
+        return demo_dir, layout
     source = Path(data.source).expanduser()
     if source.resolve().is_relative_to(prepared.resolve()):
         raise UserError(f"data.source: {source} is inside {prepared}, which every run replaces")
@@ -49,6 +53,8 @@ def prepare(paths: Paths, data: DataConfig) -> dict:
             val_fraction=data.val_fraction,
             seed=data.seed,
             crop_dir=staged_path(paths.reference_crops),
+            frames_dir=staged_path(paths.video_frames),
+            frame_stride=data.frame_stride,
             path_str=path_formatter(paths.root, {staged: paths.prepared}),
         )
         write_csv(staged_path(paths.manifest), result.manifest)

@@ -49,7 +49,7 @@ def test_dvc_yaml_paths_agree_with_pipeline_paths():
         ("prepare", ("data",), ()),
         ("resize_templates", ("templates",), ()),
         ("train", ("model", "train"), ("templates.size", "templates.pad", "templates.pad_value")),
-        ("evaluate", ("evaluate",), ("templates.pad", "templates.pad_value")),
+        ("evaluate", ("evaluate", "temporal"), ("templates.pad", "templates.pad_value")),
         ("baseline", ("baseline",), ("evaluate.iou_threshold", "evaluate.gallery_frames")),
         ("report", ("report",), ()),
     ],

@@ -6,6 +6,16 @@
     out_dir/{train,val}/search/images/Class_<id>_frame_<n>.jpg    1024 x 576 frames
     out_dir/{train,val}/search/labels/Class_<id>_frame_<n>.txt    "0 cx cy w h" or empty
 
+With ``layout: video`` (:func:`generate_demo`, ``data.demo.layout``) the same frames are written
+in the drone-video layout of :mod:`pipeline.data.formats.video` instead, one clip per object::
+
+    out_dir/{train,val}/samples/video_<id>/object_images/img_<k>.jpg   the reference photos
+    out_dir/{train,val}/samples/video_<id>/drone_video.mp4             25 fps, mp4v (OpenCV)
+    out_dir/{train,val}/annotations/annotations.json                   pixel boxes per frame
+
+The clip is the object's sequences one after the other (a cut between them): frame ``i`` of
+sequence ``s`` is video frame ``s * frames_per_sequence + i``.
+
 Object ids are ``0 .. train_objects + val_objects - 1``; train holds the first ``train_objects``
 identities and val the rest, so no val object is ever seen in training.
 
@@ -41,6 +51,7 @@ byte-identical files.
 from __future__ import annotations
 
 import colorsys
+import json
 import math
 import multiprocessing
 import os
@@ -801,6 +812,55 @@ def _run_task(task: tuple[str, Path, DemoConfig, int, int, int]) -> None:
         (split / "search" / "labels" / f"{stem}.txt").write_text(yolo_line(frame.box))
 
 
+VIDEO_FPS = 25.0
+VIDEO_FOURCC = "mp4v"
+
+
+def video_id(object_id: int) -> str:
+    """Video id (sample folder name) of ``object_id`` in the video layout."""
+    return f"video_{object_id:02d}"
+
+
+def _run_video_task(task: tuple[Path, DemoConfig, int, int]) -> dict:
+    """Write one object's sample folder (photos + clip); returns its ``annotations.json`` entry."""
+    out_dir, cfg, seed, object_id = task
+    vid = video_id(object_id)
+    sample = out_dir / _split_of(cfg, object_id) / "samples" / vid
+    (sample / "object_images").mkdir(parents=True, exist_ok=True)
+    for k, img in enumerate(render_templates(seed, cfg, object_id), 1):
+        _imwrite(sample / "object_images" / f"img_{k}.jpg", img, cfg.jpeg_quality)
+    path = sample / "drone_video.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*VIDEO_FOURCC), VIDEO_FPS, (FRAME_W, FRAME_H))
+    if not writer.isOpened():
+        raise OSError(f"{path}: could not open an {VIDEO_FOURCC} video writer")
+    bboxes = []
+    try:
+        for s in range(cfg.sequences_per_object):
+            for frame in render_sequence(seed, cfg, object_id, s):
+                writer.write(frame.image)
+                if frame.box is not None:
+                    n = s * cfg.frames_per_sequence + frame.index
+                    bboxes.append({"frame": n, **dict(zip(("x1", "y1", "x2", "y2"), map(int, frame.box)))})
+    finally:
+        writer.release()
+    return {"video_id": vid, "annotations": [{"bboxes": bboxes}] if bboxes else []}
+
+
+def _generate_video_layout(out_dir: Path, cfg: DemoConfig, seed: int, workers: int) -> None:
+    tasks = [(out_dir, cfg, seed, o) for o in range(cfg.train_objects + cfg.val_objects)]
+    workers = max(1, min(workers, len(tasks)))
+    if workers == 1:
+        entries = [_run_video_task(task) for task in tasks]
+    else:
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker) as pool:
+            entries = list(pool.map(_run_video_task, tasks))
+    for split in ("train", "val"):
+        mine = [e for e, (_, _, _, o) in zip(entries, tasks) if _split_of(cfg, o) == split]
+        (out_dir / split / "annotations").mkdir(parents=True, exist_ok=True)
+        (out_dir / split / "annotations" / "annotations.json").write_text(json.dumps(mine, indent=1) + "\n")
+
+
 def _init_worker() -> None:
     cv2.setNumThreads(1)  # one process per core already; nested threads only contend
 
@@ -813,12 +873,16 @@ def _default_workers() -> int:
 
 
 def generate_demo(out_dir: Path, cfg: DemoConfig, seed: int, *, workers: int | None = None) -> None:
-    """Write the demo data set to out_dir in the CPN on-disk layout.
+    """Write the demo data set to out_dir in the CPN on-disk layout (``cfg.layout: video``: in the
+    drone-video layout, see the module docstring).
 
     ``workers``: processes to use (default: the CPUs this process may run on); the output does not
     depend on it. Workers are spawned, so a script that calls this at top level needs the usual
     ``if __name__ == "__main__":`` guard.
     """
+    if cfg.layout == "video":
+        _generate_video_layout(Path(out_dir), cfg, seed, workers or _default_workers())
+        return
     if cfg.frames_per_sequence > MAX_FRAMES_PER_SEQUENCE:
         raise ConfigError(
             f"data.demo.frames_per_sequence: {cfg.frames_per_sequence} is too large, must be <= "

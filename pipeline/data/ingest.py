@@ -224,12 +224,15 @@ def ingest(
     val_fraction: float = 0.2,
     seed: int = 0,
     crop_dir: Path | None = None,
+    frames_dir: Path | None = None,
+    frame_stride: int = 1,
     workers: int = 2,
     path_str: Callable[[Path], str] = str,
 ) -> Ingested:
     """Read, validate and split the data set at ``source`` (format ``fmt`` or ``auto``).
 
     ``crop_dir`` receives reference crops for formats that have none of their own (coco);
+    ``frames_dir`` the frames decoded from videos (video), every ``frame_stride``-th;
     ``path_str`` writes the paths in the manifest and the rejected list.
     """
     source = Path(source)
@@ -238,7 +241,8 @@ def ingest(
         raise UserError(f"{source}: data folder does not exist")
     if fmt == "auto":
         fmt = detect_format(source)
-    read = read_source(source, fmt, crop_dir, lambda ids: split_objects(ids, val_fraction, seed))
+    read = read_source(source, fmt, crop_dir, lambda ids: split_objects(ids, val_fraction, seed),
+                       frames_dir=frames_dir, frame_stride=frame_stride)
     problems.extend(read.problems)
 
     # Templates first: frames of an object without usable templates are rejected for that.

@@ -20,6 +20,7 @@ def write_scores(out: ScoredOutputs, scores: Scores) -> None:
     write_csv(out.pr_curve, scores.pr_curve)
     write_csv(out.score_hist, scores.score_hist)
     write_csv(out.frames, scores.frames)
+    write_csv(out.sequences, scores.sequences)
 
 
 def score_and_write(
@@ -31,10 +32,12 @@ def score_and_write(
     iou_threshold: float,
     ms_per_frame: float | None,
     gallery_frames: int,
+    temporal_boxes: Sequence[Sequence[float] | None] | None = None,
 ) -> Scores:
     """Score ``detections`` (one ``(boxes [N,4] xyxy original px, scores [N])`` per sample) and
-    write every file of ``out``; returns the scores."""
-    scores = score_detections(samples, detections, score_threshold, iou_threshold, ms_per_frame)
+    write every file of ``out``; returns the scores. ``temporal_boxes``: one answer per sample
+    after temporal post-processing, for ``st_iou_temporal``."""
+    scores = score_detections(samples, detections, score_threshold, iou_threshold, ms_per_frame, temporal_boxes)
     write_scores(out, scores)
     write_csv(out.predictions, predictions_table(samples, detections))
     with atomic_path(out.gallery) as tmp:

@@ -13,6 +13,7 @@ import pandas as pd
 
 from pipeline.data.dataset import Sample
 from pipeline.metrics.coco import SIZE_BINS, coco_ap
+from pipeline.metrics.stiou import sequence_table, summarize_sequences, thresholded, top1
 from pipeline.metrics.topone import Detection, outcomes, pr_curve, score_histogram, summarize, top1_table
 
 #: Columns of ``per_object.csv``.
@@ -33,6 +34,7 @@ class Scores:
     pr_curve: pd.DataFrame
     score_hist: pd.DataFrame
     frames: pd.DataFrame
+    sequences: pd.DataFrame  # one row per sequence: ST-IoU (:data:`pipeline.metrics.stiou.SEQUENCE_COLUMNS`)
 
 
 def _clean(value: float | int | None) -> float | int | None:
@@ -53,11 +55,15 @@ def score_detections(
     score_threshold: float,
     iou_threshold: float,
     ms_per_frame: float | None = None,
+    temporal_boxes: Sequence[Sequence[float] | None] | None = None,
 ) -> Scores:
     """Score per-frame detections (original pixels, one entry per sample, same order).
 
     The summary holds AP, AP50, AP75, AP per size bin (pycocotools), the top-1 metrics of
-    :func:`pipeline.metrics.topone.summarize`, ``objects``, ``ms_per_frame`` and both thresholds.
+    :func:`pipeline.metrics.topone.summarize`, ``objects``, ``ms_per_frame``, both thresholds,
+    and ``sequences`` with the mean ST-IoU over them (:mod:`pipeline.metrics.stiou`): ``st_iou``
+    of the top-1 box above ``score_threshold`` per frame, ``st_iou_temporal`` of
+    ``temporal_boxes`` (one answer per sample after temporal post-processing; None if not given).
     """
     if len(samples) != len(detections):
         raise ValueError(f"{len(samples)} frames but {len(detections)} detection lists")
@@ -76,6 +82,12 @@ def score_detections(
     summary: dict[str, float | int | None] = {k: _clean(v) for k, v in ap.items()}
     summary.update({k: _clean(v) for k, v in summarize(table, score_threshold, iou_threshold).items()})
     summary["objects"] = int(frames["object_id"].nunique())
+    boxes, top_scores = top1(detections)
+    sequences = sequence_table(
+        frames["sequence_id"].tolist(), frames["object_id"].tolist(), frames["frame_index"].tolist(), gt,
+        thresholded(boxes, top_scores, score_threshold), temporal_boxes,
+    )
+    summary.update({k: _clean(v) for k, v in summarize_sequences(sequences).items()})
     summary["ms_per_frame"] = _clean(ms_per_frame)
     summary["score_threshold"] = score_threshold
     summary["iou_threshold"] = iou_threshold
@@ -101,6 +113,7 @@ def score_detections(
         pr_curve=pr_curve(table, iou_threshold),
         score_hist=score_histogram(table),
         frames=frames[FRAME_COLUMNS],
+        sequences=sequences,
     )
 
 
