@@ -1,12 +1,20 @@
-"""Find an object in images with a trained model (``python -m pipeline.predict``).
+"""Find an object in images or videos with a trained model (``python -m pipeline.predict``).
 
     python -m pipeline.predict --checkpoint models/best.pt --templates refs/ \\
         --search frames/ --out predictions/ [--score-threshold 0.3] [--visualize]
+    python -m pipeline.predict --checkpoint models/best.pt --templates refs/ --video clip.mp4 --out OUT
+    python -m pipeline.predict --checkpoint models/best.pt --dataset DIR --out OUT
 
-Writes ``OUT/predictions.csv`` (``image,x1,y1,x2,y2,score``: one row per detection, boxes in the
-image's pixels; images without a detection have no row) and, with ``--visualize``, a copy of each
-image with its boxes and scores drawn (``OUT/<name>_pred.jpg``). Not a DVC stage: a tool for
-running the trained model on new photos.
+``--search`` writes ``OUT/predictions.csv`` (``image,x1,y1,x2,y2,score``: one row per detection,
+boxes in the image's pixels; images without a detection have no row) and, with ``--visualize``, a
+copy of each image with its boxes and scores drawn (``OUT/<name>_pred.jpg``).
+
+``--video`` streams the frames of one clip through the model (templates encoded once), applies the
+``temporal`` post-processing of ``--params`` (default ``params.yaml`` when there is one) and writes
+``OUT/submission.json``, the drone benchmark's submission format
+(:mod:`pipeline.inference.stream`); ``--dataset`` does that for every video of a data set in the
+``video`` layout (each with its own ``object_images/``) into one ``OUT/submission.json``. Both
+print frames/s. Not a DVC stage: a tool for running the trained model on new data.
 """
 
 from __future__ import annotations
@@ -22,26 +30,44 @@ import pandas as pd
 import torch
 
 from pipeline.cli import UserError, run_stage
+from pipeline.config import TemporalConfig, load_params
 from pipeline.data.dataset import read_rgb
 from pipeline.data.formats.common import IMAGE_EXTS
+from pipeline.data.formats.video import TEMPLATE_DIR, VIDEO_NAME, sample_folders
 from pipeline.inference.detector import Detections, Detector
-from pipeline.io import write_csv
+from pipeline.inference.stream import VideoAnswers, search_video, submission, submission_entry
+from pipeline.io import write_csv, write_json
 
 log = logging.getLogger(__name__)
 
 COLUMNS = ("image", "x1", "y1", "x2", "y2", "score")
+SUBMISSION = "submission.json"
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m pipeline.predict", description="Find an object in images with a trained model."
+        prog="python -m pipeline.predict", description="Find an object in images or videos with a trained model."
     )
     parser.add_argument("--checkpoint", required=True, type=Path, help="best.pt / last.pt written by training")
-    parser.add_argument("--templates", required=True, nargs="+", type=Path,
-                        help="reference photos of the object: files and/or folders of images")
-    parser.add_argument("--search", required=True, nargs="+", type=Path, help="images to search: files and/or folders")
+    parser.add_argument("--templates", nargs="+", type=Path,
+                        help="reference photos of the object: files and/or folders of images (not with --dataset)")
+    what = parser.add_mutually_exclusive_group(required=True)
+    what.add_argument("--search", nargs="+", type=Path, help="images to search: files and/or folders")
+    what.add_argument("--video", type=Path, help="a video to search, frame by frame; writes OUT/submission.json")
+    what.add_argument("--dataset", type=Path,
+                      help="a data set in the video layout (samples/<id>/object_images, drone_video.mp4): "
+                           "every video, into one OUT/submission.json")
     parser.add_argument("--out", required=True, type=Path, help="output folder")
-    parser.add_argument("--score-threshold", type=float, default=0.3, help="drop detections scoring below (0.3)")
+    parser.add_argument("--video-id", help="video_id of --video in the submission (default: the folder name for "
+                                           f"{VIDEO_NAME}, else the file name without suffix)")
+    parser.add_argument("--params", type=Path,
+                        help="params file whose temporal section post-processes videos (default: params.yaml "
+                             "if present, else the built-in defaults)")
+    parser.add_argument("--no-temporal", action="store_true",
+                        help="videos: raw top-1 box per frame above --score-threshold, no temporal smoothing")
+    parser.add_argument("--score-threshold", type=float, default=0.3,
+                        help="drop detections scoring below (0.3); for videos only with --no-temporal or "
+                             "temporal.enabled: false (the temporal thresholds decide otherwise)")
     parser.add_argument("--nms-iou", type=float, default=0.5, help="NMS IoU threshold (0.5)")
     parser.add_argument("--max-detections", type=int, default=10, help="at most this many per image (10)")
     parser.add_argument("--flip-tta", action="store_true", help="also search mirrored images (2x time)")
@@ -53,6 +79,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error(f"--score-threshold: {args.score_threshold} is not in 0..1")
     if args.max_detections < 1 or args.batch_size < 1:
         parser.error("--max-detections and --batch-size must be >= 1")
+    if args.dataset is None and not args.templates:
+        parser.error("--templates is required with --search and --video")
+    if args.dataset is not None and args.templates:
+        parser.error("--templates does not apply to --dataset (each video has its object_images/)")
+    if args.search is None and args.visualize:
+        parser.error("--visualize applies to --search only")
+    if args.video_id is not None and args.video is None:
+        parser.error("--video-id applies to --video only")
     return args
 
 
@@ -126,12 +160,80 @@ def write_visualizations(out_dir: Path, images: Sequence[Path], detections: Sequ
             raise UserError(f"{target}: cannot write image")
 
 
+def temporal_config(params: Path | None, disabled: bool) -> TemporalConfig | None:
+    """The ``temporal`` section of ``params`` (default ``params.yaml`` when it exists, else the
+    defaults); None when smoothing is off (``--no-temporal`` or ``temporal.enabled: false``)."""
+    if disabled:
+        return None
+    if params is None:
+        params = Path("params.yaml") if Path("params.yaml").is_file() else None
+    cfg = load_params(params).temporal if params is not None else TemporalConfig()
+    return cfg if cfg.enabled else None
+
+
+def default_video_id(path: Path) -> str:
+    """``samples/<id>/drone_video.mp4`` -> ``<id>``; any other file -> its name without suffix."""
+    return path.parent.resolve().name if path.name == VIDEO_NAME else path.stem
+
+
+def dataset_videos(root: Path) -> list[tuple[str, Path, list[Path]]]:
+    """``(video_id, video file, reference photos)`` of every sample of a video-layout data set."""
+    if not root.is_dir():
+        raise UserError(f"--dataset {root}: not a folder")
+    out, seen = [], set()
+    for _, vid, folder in sample_folders(root):
+        if vid in seen:
+            raise UserError(f"{folder}: video {vid} is in two splits")
+        seen.add(vid)
+        out.append((vid, folder / VIDEO_NAME, image_files([folder / TEMPLATE_DIR], "template")))
+    if not out:
+        raise UserError(f"{root}: no samples/<video_id>/ folders")
+    return out
+
+
+def report_speed(answers: VideoAnswers) -> None:
+    """One line per video on stdout: frames, frames with an answer, frames/s."""
+    print(f"{answers.video_id}: {answers.frames} frames, {answers.frames_with_answer} with the object, "
+          f"{answers.frames_per_second:.1f} frames/s", flush=True)
+
+
+def predict_videos(args: argparse.Namespace) -> None:
+    """``--video`` / ``--dataset``: stream each video, write one submission document."""
+    temporal = temporal_config(args.params, args.no_temporal)
+    if args.video is not None:
+        videos = [(args.video_id or default_video_id(args.video), args.video, image_files(args.templates, "template"))]
+    else:
+        videos = dataset_videos(args.dataset)
+    # With the filter, the detector keeps every score: the filter's own thresholds decide.
+    detector = Detector.from_checkpoint(
+        args.checkpoint, pick_device(args.device), score_threshold=0.0 if temporal else args.score_threshold,
+        nms_iou=args.nms_iou, max_detections=1, flip_tta=args.flip_tta,
+    )
+    entries, total = [], None
+    for vid, path, templates in videos:
+        detector.set_templates(templates)
+        answers = search_video(detector, path, vid, temporal, args.score_threshold, args.batch_size)
+        report_speed(answers)
+        entries.append(submission_entry(answers))
+        frames, seconds = answers.frames, answers.seconds
+        total = (frames, seconds) if total is None else (total[0] + frames, total[1] + seconds)
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_json(args.out / SUBMISSION, submission(entries))
+    if len(videos) > 1 and total is not None:
+        print(f"all {len(videos)} videos: {total[0]} frames, {total[0] / max(total[1], 1e-9):.1f} frames/s")
+    log.info("%d videos (%s) -> %s", len(videos), "temporal smoothing" if temporal else "raw top-1",
+             args.out / SUBMISSION)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    templates = image_files(args.templates, "template")
-    search = image_files(args.search, "search")
     if args.out.exists() and not args.out.is_dir():
         raise UserError(f"{args.out}: --out exists and is not a folder")
+    if args.search is None:
+        predict_videos(args)
+        return
+    templates = image_files(args.templates, "template")
+    search = image_files(args.search, "search")
     detector = Detector.from_checkpoint(
         args.checkpoint, pick_device(args.device), score_threshold=args.score_threshold, nms_iou=args.nms_iou,
         max_detections=args.max_detections, flip_tta=args.flip_tta,

@@ -148,3 +148,54 @@ def make_coco_dataset(
         (root / "annotations").mkdir(parents=True, exist_ok=True)
         (root / "annotations" / f"instances_{name}.json").write_text(json.dumps(doc))
     return root
+
+
+def write_video(path: Path, frames: int, size: tuple[int, int] = FRAME_SIZE, seed: int = 0, fps: float = 25.0) -> Path:
+    """A real mp4 (OpenCV, mp4v) of ``frames`` noise frames of ``size`` (width, height)."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    assert writer.isOpened(), f"OpenCV cannot write {path}"
+    for _ in range(frames):
+        writer.write(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+    writer.release()
+    return path
+
+
+def video_entry(video_id: str, boxes: dict[int, Sequence[float]], groups: int = 1) -> dict:
+    """An ``annotations.json`` entry: ``boxes`` (frame -> x1, y1, x2, y2) split into ``groups``."""
+    frames = sorted(boxes)
+    chunks = [frames[i::groups] for i in range(groups)]
+    return {"video_id": video_id, "annotations": [
+        {"bboxes": [{"frame": n, **dict(zip(("x1", "y1", "x2", "y2"), boxes[n]))} for n in sorted(chunk)]}
+        for chunk in chunks if chunk
+    ]}
+
+
+def make_video_dataset(
+    root: Path,
+    *,
+    videos: Sequence[str] = ("clip_a", "clip_b", "clip_c"),
+    frames: int = 6,
+    present: Sequence[int] = (1, 2, 3, 4),
+    templates: int = 3,
+    box: Sequence[float] = BOX,
+    split: bool = False,
+) -> Path:
+    """A video data set (see :mod:`pipeline.data.formats.video`): each video a real ``frames``-frame
+    mp4 of noise, ``templates`` photos in ``object_images/``, the box ``box`` on the frames
+    ``present``. ``split=True`` puts the first video in ``train/`` and the rest in ``val/``."""
+    by_base: dict[Path, list[dict]] = {}
+    for i, vid in enumerate(videos):
+        base = (root / ("train" if i == 0 else "val")) if split else root
+        sample = base / "samples" / vid
+        write_video(sample / "drone_video.mp4", frames, seed=i)
+        for k in range(1, templates + 1):
+            write_image(sample / "object_images" / f"img_{k}.jpg", TEMPLATE_SIZE, seed=100 * i + k)
+        by_base.setdefault(base, []).append(video_entry(vid, {n: box for n in present}))
+    for base, entries in by_base.items():
+        (base / "annotations").mkdir(parents=True, exist_ok=True)
+        (base / "annotations" / "annotations.json").write_text(json.dumps(entries))
+    return root

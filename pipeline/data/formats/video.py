@@ -32,9 +32,10 @@ import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import cv2
+import numpy as np
 
 from pipeline.cli import UserError
 from pipeline.data.formats.common import (
@@ -140,35 +141,66 @@ def _add_box(path: Path, vid: str, where: str, bbox: Any, video: VideoBoxes, pro
         video.boxes[frame] = tuple(float(bbox[k]) for k in BOX_KEYS)  # type: ignore[assignment]
 
 
-def decode_video(path: Path, out_dir: Path, stride: int) -> int:
-    """Write frames ``0, stride, 2*stride, ...`` of ``path`` as JPEGs into ``out_dir`` (see
-    :func:`frame_file`) and return the number of frames in the video; :class:`BadVideo` when it
-    cannot be opened or has no decodable frame."""
-    if not path.is_file():
-        raise BadVideo("file not found")
-    cap = cv2.VideoCapture(str(path))
-    try:
-        if not cap.isOpened():
+class VideoFrames:
+    """Every ``stride``-th frame of a video file, decoded with OpenCV: iterate for ``(n, bgr)``
+    (``n`` the 0-based frame number, ``bgr`` ``[H, W, 3]`` uint8). After the loop, ``count`` is
+    the number of frames in the video. :class:`BadVideo` when it cannot be opened, a frame does
+    not decode, or it has no frame at all."""
+
+    def __init__(self, path: Path, stride: int = 1) -> None:
+        if stride < 1:
+            raise ValueError(f"stride must be >= 1, got {stride}")
+        if not Path(path).is_file():
+            raise BadVideo("file not found")
+        self.path, self.stride, self.count = Path(path), stride, 0
+        self._cap = cv2.VideoCapture(str(path))
+        if not self._cap.isOpened():
+            self._cap.release()
             raise BadVideo("cannot open video (not a video file, truncated, or a codec OpenCV lacks)")
-        reported = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        n = 0
-        while cap.grab():
-            if n % stride == 0:
+        self.fps = float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        self.reported = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)  # the header's word, not always true
+
+    def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
+        cap = self._cap
+        try:
+            while cap.grab():  # grab alone for skipped frames: no colour conversion, no copy
+                n, self.count = self.count, self.count + 1
+                if n % self.stride:
+                    continue
                 ok, bgr = cap.retrieve()
                 if not ok or bgr is None:
                     raise BadVideo(f"cannot decode frame {n}")
-                target = out_dir / f"frame_{n:06d}.jpg"
-                if not cv2.imwrite(str(target), bgr, [cv2.IMWRITE_JPEG_QUALITY, FRAME_QUALITY]):
-                    raise OSError(f"{target}: could not write frame")
-            n += 1
-    finally:
-        cap.release()
-    if n == 0:
-        raise BadVideo("no frame could be decoded")
-    if reported > n:
-        log.warning("%s: header says %d frames but only %d decode (truncated?)", path, reported, n)
-    return n
+                yield n, bgr
+        finally:
+            cap.release()
+        if self.count == 0:
+            raise BadVideo("no frame could be decoded")
+        if self.reported > self.count:
+            log.warning("%s: header says %d frames but only %d decode (truncated?)", self.path, self.reported,
+                        self.count)
+
+
+def decode_video(path: Path, out_dir: Path, stride: int) -> int:
+    """Write frames ``0, stride, 2*stride, ...`` of ``path`` as JPEGs into ``out_dir`` (named as
+    :func:`frame_file` names them) and return the number of frames in the video; :class:`BadVideo`
+    as :class:`VideoFrames` raises it."""
+    frames = VideoFrames(path, stride)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for n, bgr in frames:
+        target = out_dir / f"frame_{n:06d}.jpg"
+        if not cv2.imwrite(str(target), bgr, [cv2.IMWRITE_JPEG_QUALITY, FRAME_QUALITY]):
+            raise OSError(f"{target}: could not write frame")
+    return frames.count
+
+
+def sample_folders(root: Path) -> list[tuple[str | None, str, Path]]:
+    """``(split, video_id, folder)`` of every ``samples/<video_id>/`` of a video data set (with or
+    without split folders), in split and name order; no ``samples/`` folder is a UserError."""
+    out = []
+    for split, base in split_dirs(root):
+        samples = require_dir(base / "samples", "one folder per video")
+        out += [(split, p.name, p) for p in sorted(samples.iterdir()) if p.is_dir() and not p.name.startswith(".")]
+    return out
 
 
 def _sample_templates(folder: Path, vid: str, problems: list[Problem]) -> list[Path]:
