@@ -88,6 +88,7 @@ class ModelConfig:
     match_top: int = field(default=4, metadata=_range(1))
     box_prior: float = field(default=32.0, metadata=_range(1.0))
     colour_bins: int = field(default=0, metadata=_range(0, 32))
+    head: Literal["joint", "factorized"] = "joint"
     search_size: tuple[int, int] = (1024, 576)
 
 

@@ -16,6 +16,7 @@ from .fpn import FPN
 from .fusion import TemplateFusion
 from .matching import PrototypeMatching
 from .head import DetectionHead, decode_boxes, ltrb_from_raw
+from .match_head import MatchHead
 from .losses import DetectionCriterion
 
 if TYPE_CHECKING:  # config is read only by the builders
@@ -67,6 +68,11 @@ class ReferenceDetector(nn.Module):
             with the references (see :mod:`.colour`; ``colour_bins²`` chromaticity bins, windows of
             2, 4 and 8 cells); :meth:`encode_templates` then returns the references' histogram
             as one more element, ``[B, colour_bins², 1, 1]``, after the per-level maps.
+        head: ``"joint"``: one head on the concatenated correlation maps, search features and
+            similarities; ``"factorized"``: objectness and box from the search features alone
+            (class-agnostic) plus a :class:`MatchHead` logit from the similarity maps alone
+            (per-level cosine similarity, prototype matches, colour similarity); see
+            :mod:`.match_head` for why this generalises to unseen objects.
     """
 
     def __init__(
@@ -84,6 +90,7 @@ class ReferenceDetector(nn.Module):
         match_grid: int = 0,
         match_top: int = 4,
         colour_bins: int = 0,
+        head: Literal["joint", "factorized"] = "joint",
     ):
         super().__init__()
         self.backbone = backbone
@@ -102,9 +109,17 @@ class ReferenceDetector(nn.Module):
         self.matching = PrototypeMatching(match_grid, min(match_top, match_grid**2)) if match_grid > 0 else None
         self.colour_bins = colour_bins
         self.colour_windows = (2 * self.stride, 4 * self.stride, 8 * self.stride) if colour_bins else ()
-        head_in = (2 * fpn_channels if search_features else fpn_channels) + (self.matching.top if self.matching else 0)
-        head_in += len(self.colour_windows)
-        self.head = DetectionHead(head_in, head_channels, head_convs, box_prior=box_prior_px / self.stride)
+        if head not in ("joint", "factorized"):
+            raise ValueError(f"head must be 'joint' or 'factorized', got {head!r}")
+        self.factorized = head == "factorized"
+        similarities = (self.matching.top if self.matching else 0) + len(self.colour_windows)
+        if self.factorized:
+            self.head = DetectionHead(fpn_channels, head_channels, head_convs, box_prior=box_prior_px / self.stride)
+            self.match_head = MatchHead(n + similarities, max(8, head_channels // 2))
+        else:
+            head_in = (2 * fpn_channels if search_features else fpn_channels) + similarities
+            self.head = DetectionHead(head_in, head_channels, head_convs, box_prior=box_prior_px / self.stride)
+            self.match_head = None
         self.register_buffer("pixel_mean", torch.tensor(backbone.mean).view(3, 1, 1), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(backbone.std).view(3, 1, 1), persistent=False)
 
@@ -164,6 +179,7 @@ class ReferenceDetector(nn.Module):
         size0 = feats[0].shape[-2:]
         level_w = self.level_logits.softmax(0)
         fused = matched = None
+        cosines = []  # per level: channel mean of the normalised correlation = cosine similarity
         for i, (f, t) in enumerate(zip(feats, templates_encoded)):
             if t.shape[0] != b:
                 if t.shape[0] != 1:
@@ -172,6 +188,7 @@ class ReferenceDetector(nn.Module):
             c = self.correlation(f, t)
             if c.shape[-2:] != size0:
                 c = F.interpolate(c, size=size0, mode="bilinear", align_corners=False)
+            cosines.append(c.float().mean(1, keepdim=True))
             c = c * level_w[i].to(c.dtype)
             fused = c if fused is None else fused + c
             if self.matching is not None:
@@ -184,18 +201,23 @@ class ReferenceDetector(nn.Module):
         # centred per image so that only contrast (this cell matches better) moves the logit
         similarity = fused.float().mean(1)
         similarity = similarity - similarity.mean(dim=(1, 2), keepdim=True)
-        parts = [fused, feats[0]] if self.search_features else [fused]
+        similarities: list[Tensor] = []
         if self.matching is not None:
-            parts.append(matched.to(fused.dtype))
+            similarities.append(matched.to(fused.dtype))
         if self.colour_bins:
             reference = templates_encoded[-1].flatten(1)
             if reference.shape[0] != b:
                 reference = reference.expand(b, -1)
             colour = colour_similarity(search, reference, self.stride, self.colour_windows, self.colour_bins)
             colour = F.pad(colour, (0, size0[1] - colour.shape[-1], 0, size0[0] - colour.shape[-2]))
-            parts.append(colour.to(fused.dtype))
-        head_in = torch.cat(parts, dim=1)
-        logits, raw = self.head(head_in)
+            similarities.append(colour.to(fused.dtype))
+        if self.match_head is not None:
+            logits, raw = self.head(feats[0])
+            match_in = torch.cat([c.to(fused.dtype) for c in cosines] + similarities, dim=1)
+            logits = logits + self.match_head(match_in)
+        else:
+            parts = [fused, feats[0]] if self.search_features else [fused]
+            logits, raw = self.head(torch.cat(parts + similarities, dim=1))
         h0, w0 = -(-h // self.stride), -(-w // self.stride)
         logits = logits[:, 0, :h0, :w0]
         if self.similarity_gain is not None:
@@ -255,6 +277,7 @@ def build_detector(cfg: ModelConfig) -> ReferenceDetector:
         match_top=cfg.match_top,
         box_prior_px=cfg.box_prior,
         colour_bins=cfg.colour_bins,
+        head=cfg.head,
     )
 
 

@@ -194,3 +194,39 @@ def test_colour_similarity_reaches_the_head_and_its_histogram_is_cached():
     assert not torch.allclose(red["logits"], blue["logits"])
     with pytest.raises(ValueError, match="expected 3 encoded template tensors, got 2"):
         model.detect(torch.rand(1, 3, 64, 64), enc[:2])
+
+
+def test_factorized_head_boxes_ignore_the_references_and_logits_do_not():
+    torch.manual_seed(0)
+    model = tiny(head="factorized", colour_bins=4, match_grid=2, match_top=2, similarity_skip=False)
+    with torch.no_grad():  # the match head starts at 0: give it weights so it speaks
+        for p in model.match_head.parameters():
+            p.normal_(0, 0.3)
+    model.eval()
+    search = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        a = model(torch.rand(2, 3, 3, 32, 32), search)
+        b = model(torch.rand(2, 3, 3, 32, 32), search)
+        objectness, _ = model.head(model._features(search)[0])
+    # boxes are class-agnostic: other references, the same boxes
+    torch.testing.assert_close(a["boxes"], b["boxes"])
+    assert not torch.allclose(a["logits"], b["logits"])
+    # the logit is objectness (search only) + match (similarities only)
+    match_a = a["logits"] - objectness[:, 0]
+    match_b = b["logits"] - objectness[:, 0]
+    assert not torch.allclose(match_a, match_b)
+    in_channels = model.match_head.tower[0].in_channels
+    assert in_channels == len(model.fusions) + 2 + 3  # cosines per level, top-2 matches, 3 colour windows
+
+
+def test_factorized_match_head_starts_silent_and_learns():
+    model = tiny(head="factorized", similarity_skip=False)
+    templates, search = torch.rand(2, 2, 3, 32, 32), torch.rand(2, 3, 64, 64)
+    out = model(templates, search)
+    objectness, _ = model.head(model._features(search)[0])
+    torch.testing.assert_close(out["logits"], objectness[:, 0])
+    terms = DetectionCriterion()(out, {"boxes": torch.tensor([[10.0, 10, 40, 40], [NAN] * 4])})
+    weighted_total(terms, {"focal": 1, "l1": 5, "iou": 2}).backward()
+    assert model.match_head.out.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="head must be"):
+        tiny(head="both")
