@@ -21,7 +21,7 @@ from pipeline.reporting.ordering import natural_key
 log = logging.getLogger(__name__)
 
 SEED_PARAM = "train.seed"
-SHOWN_METRICS = ("AP50", "success", "f1", "mean_iou", "ms_per_frame")
+SHOWN_METRICS = ("AP50", "success", "f1", "mean_iou", "st_iou", "ms_per_frame")
 EVAL_PREFIX = "metrics.eval_"
 MISSING = "n/a"
 SORT_DECIMALS = 3  # the report shows metrics with 3 decimals

@@ -21,6 +21,7 @@ PER_OBJECT_COLUMNS = ("object_id", "frames", "frames_with_target", "success", "p
                       "mean_iou", "fp_rate")
 PER_SIZE_COLUMNS = ("size", "min_px", "max_px", "frames", "AP", "success")
 PR_CURVE_COLUMNS = ("threshold", "precision", "recall")
+SEQUENCE_COLUMNS = ("sequence_id", "object_id", "frames", "frames_with_target", "st_iou", "st_iou_temporal")
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class Scored:
     per_size: pd.DataFrame | None = None
     pr_curve: pd.DataFrame | None = None
     gallery: Path | None = None
+    sequences: pd.DataFrame | None = None
 
 
 @dataclass(frozen=True)
@@ -96,15 +98,17 @@ def read_scored(outputs: ScoredOutputs, root: Path, stage: str, notes: dict[str,
     per_size = read_table(outputs.per_size, root, stage, PER_SIZE_COLUMNS, ("size",))
     pr_curve = read_table(outputs.pr_curve, root, stage, PR_CURVE_COLUMNS)
     gallery = outputs.gallery if outputs.gallery.is_file() else None
+    sequences = read_table(outputs.sequences, root, stage, SEQUENCE_COLUMNS, ("sequence_id", "object_id"))
     for name, value, what, path in (
         ("per_object", per_object, "per-object results", outputs.per_object),
         ("per_size", per_size, "per-size results", outputs.per_size),
         ("pr_curve", pr_curve, "precision-recall curve", outputs.pr_curve),
         ("gallery", gallery, "gallery", outputs.gallery),
+        ("sequences", sequences, "per-sequence results", outputs.sequences),
     ):
         if value is None:
             notes[prefix + name] = _missing_note(what, path, root, stage)
-    return Scored(metrics, per_object, per_size, pr_curve, gallery)
+    return Scored(metrics, per_object, per_size, pr_curve, gallery, sequences)
 
 
 def read_inputs(paths: Paths) -> ReportInputs:

@@ -29,12 +29,15 @@ HEADLINE = {
     "success": "success",
     "mean_iou": "mean IoU",
     "fp_rate": "FP rate",
+    "st_iou": "ST-IoU",
+    "st_iou_temporal": "ST-IoU (temporal)",
     "ms_per_frame": "ms/frame",
 }
 # per-object / per-size CSV columns shown, with their labels
 OBJECT_METRICS = {"success": "success", "precision": "precision", "recall": "recall", "f1": "F1",
                   "mean_iou": "mean IoU", "fp_rate": "FP rate"}
 SIZE_METRICS = {"AP": "AP", "success": "success"}
+SEQUENCE_METRICS = {"st_iou": "ST-IoU", "st_iou_temporal": "ST-IoU (temporal)"}
 SIZE_ORDER = ("tiny", "small", "medium", "large")
 NA = "n/a"
 
@@ -238,6 +241,29 @@ def per_size_section(inputs: ReportInputs) -> str:
     return "\n".join(parts)
 
 
+def per_sequence_section(inputs: ReportInputs) -> str:
+    """Spatio-temporal IoU per sequence (video), raw top-1 and after temporal post-processing."""
+    parts = ["## Per sequence (ST-IoU)", ""]
+    model = inputs.model.sequences
+    if model is None:
+        parts.append(inputs.notes["sequences"])
+        return "\n".join(parts)
+    base = _lookup(inputs.baseline.sequences if inputs.baseline else None, "sequence_id")
+    with_base = bool(base)
+    parts += ["ST-IoU: IoU summed over the frames where truth and answer both exist, divided by the frames where "
+              "either does (every false-positive or missed frame costs a whole box); the headline value is the mean "
+              "over sequences." + (" Cells read model / baseline." if with_base else ""), ""]
+    rows = []
+    for rec in sorted(model.to_dict("records"), key=lambda r: natural_key(r["sequence_id"])):
+        b = base.get(str(rec["sequence_id"]), {})
+        rows.append([str(rec["sequence_id"]), str(rec["object_id"]), format_number(_int(rec["frames"])),
+                     format_number(_int(rec["frames_with_target"]))]
+                    + [_paired(rec[k], b.get(k), k, with_base) for k in SEQUENCE_METRICS])
+    headers = ["sequence", "object", "frames", "with target", *SEQUENCE_METRICS.values()]
+    parts.append(table(headers, rows, [False, False] + [True] * (len(headers) - 2)))
+    return "\n".join(parts)
+
+
 def figures_section(figures: Sequence[Figure], folder_link: str) -> str:
     """Each figure embedded by a link relative to the report, or a line saying why it is missing."""
     parts = ["## Figures"]
@@ -270,6 +296,7 @@ def render_report(
         ablation_section(ablation, ablation_note),
         per_object_section(inputs),
         per_size_section(inputs),
+        per_sequence_section(inputs),
         figures_section(figures, figures_link),
     ]
     text = "\n\n".join(sections) + "\n"

@@ -59,6 +59,12 @@ def write_scored(outputs: ScoredOutputs, metrics: dict, scale: float = 1.0, tabl
     pd.DataFrame({"threshold": thresholds, "precision": [0.5 + 0.05 * i * scale for i in range(10)],
                   "recall": [0.9 - 0.09 * i for i in range(10)]}).to_csv(outputs.pr_curve, index=False)
     outputs.gallery.write_bytes(b"\x89PNG\r\n\x1a\n gallery " + str(scale).encode())
+    pd.DataFrame({
+        "sequence_id": ["obj10_s1", "007_s0", "obj10_s0"], "object_id": ["obj10", "007", "obj10"],
+        "frames": [7, 13, 7], "frames_with_target": [5, 11, 6], "frames_predicted": [6, 12, 6],
+        "st_iou": [0.4 * scale, 0.5 * scale, 0.6 * scale],
+        "frames_predicted_temporal": [5, 11, 6], "st_iou_temporal": [0.45 * scale, float("nan"), 0.65 * scale],
+    }).to_csv(outputs.sequences, index=False)
 
 
 def write_train_curve(path: Path, epochs: int = 4) -> None:
