@@ -4,6 +4,8 @@
     detector.set_templates(["ref_1.jpg", "ref_2.jpg"])
     found = detector.predict("frame.jpg")        # Detections(boxes [N, 4] xyxy px, scores [N])
 
+or, on the ONNX pair written by ``python -m pipeline.export``, ``Detector.from_onnx("models/onnx")``.
+
 Frames and references are preprocessed exactly as the pipeline's evaluation does (frames resized
 to the model's ``search_size``, references made square at ``template_size``), so scores mean what
 they meant on the validation set. Boxes come back in the original image's pixels.
@@ -13,12 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import torch
 from PIL import Image
-from torch import Tensor
+from torch import Tensor, nn
 from torchvision.ops import nms
 
 from pipeline.cli import UserError
@@ -29,6 +31,9 @@ from pipeline.data.imageio import PAD_MODES, PadMode, image_size, pad_to_square,
 from pipeline.detector.model import ReferenceDetector, build_detector
 from pipeline.detector.postprocess import postprocess
 from pipeline.engine.checkpoint import load_checkpoint
+
+if TYPE_CHECKING:  # imported lazily: onnxruntime is needed only for from_onnx
+    from pipeline.inference.onnx_model import OnnxDetectorModel
 
 #: A file path, or an ``H x W x 3`` uint8 RGB array.
 ImageInput = str | Path | np.ndarray
@@ -53,7 +58,8 @@ class Detector:
     """Find the object of :meth:`set_templates` in frames (:meth:`predict`).
 
     Args:
-        model: a :class:`ReferenceDetector` (put in eval mode and moved to ``device``).
+        model: a :class:`ReferenceDetector` (put in eval mode and moved to ``device``), or an
+            :class:`~pipeline.inference.onnx_model.OnnxDetectorModel` (see :meth:`from_onnx`).
         template_size: side of the square references the model was trained with.
         search_size: ``(width, height)`` frames are resized to before the model sees them.
         score_threshold: detections scoring below are dropped.
@@ -67,7 +73,7 @@ class Detector:
 
     def __init__(
         self,
-        model: ReferenceDetector,
+        model: ReferenceDetector | OnnxDetectorModel,
         template_size: int,
         search_size: tuple[int, int],
         *,
@@ -86,7 +92,7 @@ class Detector:
         if template_size < 1 or max_detections < 1:
             raise ValueError(f"template_size and max_detections must be >= 1, got {template_size}, {max_detections}")
         self.device = torch.device(device)
-        self.model = model.eval().to(self.device)
+        self.model = model.eval().to(self.device) if isinstance(model, nn.Module) else model
         self.template_size = int(template_size)
         self.search_size = (int(search_size[0]), int(search_size[1]))
         self.score_threshold = float(score_threshold)
@@ -133,6 +139,24 @@ class Detector:
             if key in ckpt:
                 kwargs.setdefault(key, ckpt[key])
         return cls(model, template_size, size, device=device, **kwargs)
+
+    @classmethod
+    def from_onnx(
+        cls, folder: str | Path, *, providers: Sequence[str] | None = None, threads: int | None = None, **kwargs
+    ) -> Detector:
+        """Run on the graph pair ``python -m pipeline.export`` wrote into ``folder``.
+
+        Template size, search size and template padding come from the graphs' metadata; the
+        graphs run in ONNX Runtime (``providers``, default CPU; ``threads`` intra-op threads),
+        post-processing on the CPU. Other keyword arguments go to :class:`Detector`. A missing
+        or foreign folder raises :class:`UserError` naming the file.
+        """
+        from pipeline.inference.onnx_model import OnnxDetectorModel
+
+        model = OnnxDetectorModel(folder, providers=providers, threads=threads)
+        kwargs.setdefault("template_pad", model.info.template_pad)
+        kwargs.setdefault("template_pad_value", model.info.template_pad_value)
+        return cls(model, model.template_size, model.search_size, device="cpu", **kwargs)
 
     # -- templates ---------------------------------------------------------------------------
 
