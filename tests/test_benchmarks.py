@@ -1,0 +1,157 @@
+"""Smoke test of benchmarks.speed: every section runs in-process at tiny sizes and prints the
+expected table. Timings are never asserted (they depend on the machine and its load)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from benchmarks import inference as inference_module
+from benchmarks.inference import (
+    NOT_AVAILABLE,
+    InferenceCase,
+    InferenceSettings,
+    inference_section,
+    onnx_model,
+)
+from benchmarks.loader import LoaderSettings, find_or_make_data
+from benchmarks.resize_section import ResizeSettings
+from benchmarks.scoring import ScoringSettings
+from benchmarks.speed import SECTIONS, Settings, parse_args, run
+from benchmarks.train_step import TrainCase, TrainSettings, count_flops
+from pipeline.config import DataConfig, DemoConfig, Params, load_params
+from pipeline.data.dataset import load_split
+from pipeline.detector import build_detector
+from pipeline.paths import Paths
+from pipeline.prepare import prepare
+from pipeline.resize_templates import resize_templates
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def tiny_params() -> Params:
+    """params.yaml with a model, crops and templates small enough for seconds per section."""
+    p = load_params(REPO / "params.yaml")
+    return dataclasses.replace(
+        p,
+        model=dataclasses.replace(p.model, fpn_channels=16, head_channels=16, search_size=(96, 64)),
+        templates=dataclasses.replace(p.templates, size=32, workers=1),
+        train=dataclasses.replace(p.train, batch_size=2, crop_size=64, workers=1),
+    )
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread: with other jobs on a small machine, torch's thread pool stalls at every op
+    (10x slower here); the smoke test checks tables, not speed."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def prepared_root(root: Path, cpn_root: Path, params: Params) -> Path:
+    """``root`` with data/prepared and data/templates made from the tiny cpn data set."""
+    paths = Paths(root)
+    prepare(paths, DataConfig(source=str(cpn_root)))
+    resize_templates(paths, params.templates)
+    return root
+
+
+def tiny_settings(params: Params, data_root: Path) -> Settings:
+    demo = InferenceCase("demo", params, templates=2)
+    return Settings(
+        train=TrainSettings((TrainCase("demo", params, 2, (64, 64), 2), TrainCase("seed", params, 1, (64, 96), 2)),
+                            warmup=0, repeats=1, peak_sizes=(128,)),
+        loader=LoaderSettings(data_root, epochs=1, max_batches=2, train_epochs=1, step_warmup=0, step_repeats=1),
+        inference=InferenceSettings((demo,), batches=(1, 2), warmup=0, repeats=1, onnx=False),
+        scoring=ScoringSettings(frames=200, warmup=0, repeats=1),
+        resize=ResizeSettings(count=2, side=256, size=64, workers=1, repeats=1),
+    )
+
+
+def test_every_section_prints_its_table(tmp_path: Path, cpn_root: Path, one_thread: None) -> None:
+    params = tiny_params()
+    shown: list[str] = []
+    root = prepared_root(tmp_path / "repo", cpn_root, params)
+    tables = run(tiny_settings(params, root), params, torch.device("cpu"), SECTIONS,
+                 show=lambda t: shown.append(t.markdown()))
+    assert list(tables) == list(SECTIONS)
+    assert len(shown) == len(SECTIONS)
+
+    train = tables["train"]
+    assert train.columns == ["config", "precision", "batch", "s/step", "images/s", "vs fp32", "GFLOP/image",
+                             "achieved FLOP/s", "matmul peak FLOP/s", "of peak"]
+    assert [(r[0], r[1]) for r in train.rows] == [
+        (c, v) for c in ("demo", "seed") for v in ("fp32", "bf16 autocast", "bf16 + channels_last")]
+    assert train.column("vs fp32")[0] == "1.00×"
+    assert all(r["flops_per_step"] > 0 for r in train.raw)
+
+    loader = tables["loader"]
+    assert loader.columns == ["what", "samples/s", "vs train step"]
+    assert len(loader.rows) == 4 and loader.rows[2][2] == "1.00×"
+    assert any(str(root.resolve()) in n for n in loader.notes)  # the prepared data was used
+    assert any("bar: ≥ 2×" in n for n in loader.notes)
+
+    inf = tables["inference"]
+    assert inf.columns[:6] == ["config", "batch", "runtime", "re-encode ms/frame", "cached ms/frame",
+                               "cached / re-encode"]
+    assert [(r[1], r[2]) for r in inf.rows] == [
+        ("1", "PyTorch eager"), ("1", "ONNX Runtime"), ("2", "PyTorch eager"), ("2", "ONNX Runtime")]
+    assert inf.rows[1][3].startswith("n/a")  # ONNX switched off here: a row that says so
+    assert inf.rows[0][5].endswith("×")
+
+    metrics = tables["metrics"]
+    assert metrics.rows[0][0].startswith("score_detections")
+    assert len(metrics.rows) == 3 and metrics.rows[0][-1].startswith("n/a")  # target is for 10,000 frames
+
+    resize = tables["resize"]
+    assert resize.columns == ["method", "seconds", "templates/s", "speed-up"] and len(resize.rows) == 3
+
+    json.dumps({name: t.to_json() for name, t in tables.items()})  # --out must serialise every table
+
+
+def test_loader_generates_demo_data_where_there_is_none(tmp_path: Path) -> None:
+    params = tiny_params()
+    demo = DemoConfig(train_objects=2, val_objects=1, sequences_per_object=1, frames_per_sequence=2)
+    paths, source = find_or_make_data(tmp_path / "empty", params, demo, tmp_path / "scratch")
+    assert "generated into a temp dir" in source
+    assert len(load_split(paths, "train")) == 4
+
+
+def test_onnx_column_says_when_the_export_is_missing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    params = tiny_params()
+    monkeypatch.setattr(inference_module.importlib.util, "find_spec", lambda name: None)
+    model = build_detector(params.model)
+    assert onnx_model(model, InferenceCase("demo", params), tmp_path, torch.device("cpu")) == NOT_AVAILABLE
+
+
+def test_onnx_rows_are_filled_when_the_export_exists(tmp_path: Path, one_thread: None) -> None:
+    pytest.importorskip("pipeline.export")
+    params = tiny_params()
+    settings = InferenceSettings((InferenceCase("demo", params, templates=2),), batches=(2,), warmup=0, repeats=1)
+    table = inference_section(settings, torch.device("cpu"), tmp_path)
+    onnx_row = table.rows[1]
+    assert onnx_row[2] == "ONNX Runtime"
+    assert not onnx_row[3].startswith("n/a"), onnx_row[3]  # exported, loaded and timed
+    assert onnx_row[7].endswith("×")  # vs eager, same run
+
+
+def test_flop_count_of_grouped_conv_backward_is_twice_the_forward() -> None:
+    # torch's own formula counts a depth-wise conv's weight gradient as a dense conv's
+    for groups in (1, 16):
+        conv = nn.Conv2d(16, 16, 7, padding=3, groups=groups)
+        x = torch.randn(2, 16, 8, 8, requires_grad=True)
+        forward = count_flops(lambda conv=conv, x=x: conv(x))
+        assert count_flops(lambda conv=conv, x=x: conv(x).sum().backward()) == 3 * forward
+
+
+def test_cli_sections() -> None:
+    assert parse_args(["--only", "metrics,resize", "--quick"]).only == ["metrics", "resize"]
+    with pytest.raises(SystemExit):
+        parse_args(["--only", "train,speed"])
