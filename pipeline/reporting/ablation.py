@@ -3,6 +3,11 @@
 Train runs carry their params under flattened keys (``model.fusion``, ``train.seed``; values are
 text) and the evaluate stage adds ``eval_<metric>`` to the same run. Runs of one setting that
 differ only in their seed become one row, ``mean ± std`` over them.
+
+Each row is compared with the best one on the sort metric: the difference of their means counts
+as larger than the seed-to-seed spread when ``|mean_best - mean_row| > std_best + std_row``
+(sample stds over seeds; :func:`beyond_spread`). With one run in either row there is no spread to
+compare with, and the table says so instead of guessing.
 """
 
 from __future__ import annotations
@@ -33,7 +38,9 @@ class StoreUnavailable(Exception):
 
 @dataclass(frozen=True)
 class AblationTable:
-    """One row per setting: the params, ``seeds``, ``n`` (runs), then ``<metric>`` and ``<metric>_std``."""
+    """One row per setting: the params, ``seeds``, ``n`` (runs), ``<metric>`` and ``<metric>_std``,
+    then ``vs_best`` (mean of ``sort_by`` minus the best row's) and ``beyond_spread`` (True / False,
+    None where either row has a single run, or for the best row itself)."""
 
     frame: pd.DataFrame
     params: tuple[str, ...]
@@ -114,6 +121,15 @@ def _mean_std(values: pd.Series) -> tuple[float, float]:
     return float(clean.mean()), std
 
 
+def beyond_spread(best: tuple[float, float], other: tuple[float, float]) -> bool | None:
+    """Whether two settings' ``(mean, std)`` differ by more than their seed-to-seed spread:
+    ``|mean_a - mean_b| > std_a + std_b``. None when a std is undefined (a single run) or a mean is."""
+    (m1, s1), (m2, s2) = best, other
+    if any(math.isnan(v) for v in (m1, s1, m2, s2)):
+        return None
+    return abs(m1 - m2) > s1 + s2
+
+
 def ablation_table(runs: pd.DataFrame, params: tuple[str, ...], sort_by: str) -> AblationTable:
     """Group runs with evaluate metrics by ``params``; mean and sample std of each metric over the group.
 
@@ -148,7 +164,12 @@ def ablation_table(runs: pd.DataFrame, params: tuple[str, ...], sort_by: str) ->
         return (undefined, -shown, *(natural_key(row[p]) for p in params))
 
     rows.sort(key=order)
-    columns = [*params, "seeds", "n", *(c for m in metrics for c in (m, f"{m}_std"))]
+    for i, row in enumerate(rows):
+        best = rows[0]
+        row["vs_best"] = row[sort_by] - best[sort_by]
+        row["beyond_spread"] = None if i == 0 else beyond_spread(
+            (best[sort_by], best[f"{sort_by}_std"]), (row[sort_by], row[f"{sort_by}_std"]))
+    columns = [*params, "seeds", "n", *(c for m in metrics for c in (m, f"{m}_std")), "vs_best", "beyond_spread"]
     return AblationTable(pd.DataFrame(rows, columns=columns), tuple(params), tuple(metrics), sort_by, skipped)
 
 

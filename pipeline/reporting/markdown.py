@@ -158,16 +158,36 @@ def ablation_section(ablation: AblationTable | None, note: str | None) -> str:
     )
     if ablation.skipped:
         intro += f" {ablation.skipped} run{'s' if ablation.skipped != 1 else ''} without evaluate metrics left out."
+    sort_label = HEADLINE.get(ablation.sort_by, ablation.sort_by)
+    intro += (
+        f" Last column: the difference of mean {sort_label} to the best row, and whether it is larger than the "
+        f"seed-to-seed spread, i.e. |difference| > std(best row) + std(this row) (sample std over seeds; "
+        f"\"1 seed\" where either row ran once, so there is no spread to compare with)."
+    )
     parts += [intro, ""]
     labels = [HEADLINE.get(k, k) for k in ablation.metrics]
-    headers = [*ablation.params, "seeds", "n", *labels]
+    headers = [*ablation.params, "seeds", "n", *labels, f"vs best ({sort_label})"]
     rows = []
-    for rec in ablation.frame.to_dict("records"):
+    for i, rec in enumerate(ablation.frame.to_dict("records")):
         row = [rec[p] for p in ablation.params] + [rec["seeds"], str(rec["n"])]
         row += [format_mean_std(k, rec[k], rec[f"{k}_std"], rec["n"]) for k in ablation.metrics]
+        row.append(_vs_best(ablation.sort_by, rec, first=i == 0))
         rows.append(row)
-    parts.append(table(headers, rows, [False] * (len(ablation.params) + 1) + [True] * (1 + len(labels))))
+    numeric = [False] * (len(ablation.params) + 1) + [True] * (1 + len(labels)) + [False]
+    parts.append(table(headers, rows, numeric))
     return "\n".join(parts)
+
+
+def _vs_best(key: str, rec: dict[str, Any], first: bool) -> str:
+    """``best``, or the signed difference to the best row and how it compares with the spread."""
+    if first:
+        return "best"
+    diff = format_metric(key, rec["vs_best"], signed=True)
+    if diff == NA:
+        return NA
+    flag = rec["beyond_spread"]
+    verdict = "beyond spread" if flag is True else "within spread" if flag is False else "1 seed"
+    return f"{diff} ({verdict})"
 
 
 def _paired(model_value: Any, base_value: Any, key: str, with_baseline: bool) -> str:

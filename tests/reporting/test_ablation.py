@@ -81,3 +81,33 @@ def test_local_store_paths():
     assert local_store_path("sqlite://") is None
     assert str(local_store_path("file:///abs/mlruns")) == "/abs/mlruns"
     assert local_store_path("http://host:5000") is None
+
+
+def _seed_runs(settings: dict[str, list[float]]) -> pd.DataFrame:
+    """One run per (fusion value, seed) with the given eval_AP50 per seed."""
+    rows = [{"run_id": f"{name}-{seed}", "params.model.fusion": name, "params.train.seed": str(seed),
+             "metrics.eval_AP50": value} for name, values in settings.items() for seed, value in enumerate(values)]
+    return pd.DataFrame(rows)
+
+
+def test_differences_beyond_the_seed_spread_are_marked_against_the_best_row():
+    runs = _seed_runs({
+        "best": [0.80, 0.82],        # mean 0.81, std 0.0141
+        "far": [0.50, 0.52],         # 0.30 below: far beyond 0.0141 + 0.0141
+        "close": [0.76, 0.84],       # mean 0.80, std 0.0566: 0.01 below, within the spread
+        "edge": [0.76, 0.76],        # 0.05 below, std 0: beyond 0.0141 + 0
+        "once": [0.20],              # a single seed: no spread to compare with
+    })
+    frame = ablation_table(runs, ("model.fusion",), "AP50").frame.set_index("model.fusion")
+    assert list(frame.index) == ["best", "close", "edge", "far", "once"]
+    assert frame.loc["far", "vs_best"] == pytest.approx(-0.30)
+    assert frame["beyond_spread"].to_dict() == {"best": None, "close": False, "edge": True, "far": True, "once": None}
+
+
+def test_beyond_spread_rule():
+    from pipeline.reporting.ablation import beyond_spread
+
+    assert beyond_spread((0.8, 0.05), (0.6, 0.05)) is True    # 0.2 > 0.1
+    assert beyond_spread((0.8, 0.05), (0.72, 0.05)) is False  # 0.08 < 0.1
+    assert beyond_spread((0.8, 0.05), (0.9, 0.01)) is True    # either direction
+    assert beyond_spread((0.8, float("nan")), (0.1, 0.0)) is None

@@ -83,3 +83,19 @@ def test_sizes_in_size_order_with_open_upper_bound():
     inputs = ReportInputs(Scored(MODEL_METRICS, per_size=sizes), None, None, {})
     lines = per_size_section(inputs).splitlines()
     assert lines[-2:] == ["| tiny | 0–16 | 4 | n/a | 0.000 |", "| large | ≥ 96 | 5 | 0.600 | 0.800 |"]
+
+
+def test_ablation_section_marks_differences_against_the_seed_spread():
+    from pipeline.reporting.ablation import ablation_table
+    from pipeline.reporting.markdown import ablation_section
+    from tests.reporting.test_ablation import _seed_runs
+
+    runs = _seed_runs({"best": [0.80, 0.82], "far": [0.50, 0.52], "close": [0.76, 0.84], "once": [0.20]})
+    text = ablation_section(ablation_table(runs, ("model.fusion",), "AP50"), None)
+    assert "| model.fusion | seeds | n | AP50 |" in text and text.splitlines()[4].endswith("| vs best (AP50) |")
+    assert "> std(best row) + std(this row)" in text
+    lines = {line.split(" | ")[0][2:]: line for line in text.splitlines() if line.startswith("| ")}
+    assert lines["best"].endswith("| 0.810 ± 0.014 | n/a | n/a | n/a | n/a | n/a | best |")
+    assert lines["close"].endswith("| -0.010 (within spread) |")
+    assert lines["far"].endswith("| -0.300 (beyond spread) |")
+    assert lines["once"].endswith("| -0.610 (1 seed) |")
