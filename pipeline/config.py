@@ -89,6 +89,7 @@ class ModelConfig:
     box_prior: float = field(default=32.0, metadata=_range(1.0))
     colour_bins: int = field(default=0, metadata=_range(0, 32))
     head: Literal["joint", "factorized"] = "joint"
+    match_gate: Literal["sum", "and"] = "sum"
     search_size: tuple[int, int] = (1024, 576)
 
 

@@ -13,9 +13,10 @@ identities.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["MatchHead"]
+__all__ = ["MatchHead", "and_logits"]
 
 
 class MatchHead(nn.Module):
@@ -46,3 +47,16 @@ class MatchHead(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.out(self.tower(x))
+
+
+def and_logits(objectness: Tensor, match: Tensor) -> Tensor:
+    """Logit of ``sigmoid(objectness) * sigmoid(match)``: "an object here AND the reference's".
+
+    Unlike the sum of logits, a very salient object (large ``objectness``) cannot outvote a low
+    match: the probability is at most ``sigmoid(match)``. Same shapes in and out; computed in fp32
+    through log-sigmoids, so it is stable for any logits.
+    """
+    log_p = (F.logsigmoid(objectness.float()) + F.logsigmoid(match.float())).clamp(max=-1e-7)
+    # log(1 - p) = log(-expm1(log p)), accurate near p = 1; log1p(-exp(log p)) near p = 0
+    log_q = torch.where(log_p > -0.6931, torch.log(-torch.expm1(log_p)), torch.log1p(-torch.exp(log_p)))
+    return log_p - log_q

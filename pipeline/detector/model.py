@@ -16,7 +16,7 @@ from .fpn import FPN
 from .fusion import TemplateFusion
 from .matching import PrototypeMatching
 from .head import DetectionHead, decode_boxes, ltrb_from_raw
-from .match_head import MatchHead
+from .match_head import MatchHead, and_logits
 from .losses import DetectionCriterion
 
 if TYPE_CHECKING:  # config is read only by the builders
@@ -73,6 +73,8 @@ class ReferenceDetector(nn.Module):
             (class-agnostic) plus a :class:`MatchHead` logit from the similarity maps alone
             (per-level cosine similarity, prototype matches, colour similarity); see
             :mod:`.match_head` for why this generalises to unseen objects.
+        match_gate: how a factorized head combines its two logits: ``"sum"`` (odds multiply) or
+            ``"and"`` (probabilities multiply, :func:`.match_head.and_logits`).
     """
 
     def __init__(
@@ -91,6 +93,7 @@ class ReferenceDetector(nn.Module):
         match_top: int = 4,
         colour_bins: int = 0,
         head: Literal["joint", "factorized"] = "joint",
+        match_gate: Literal["sum", "and"] = "sum",
     ):
         super().__init__()
         self.backbone = backbone
@@ -111,7 +114,10 @@ class ReferenceDetector(nn.Module):
         self.colour_windows = (2 * self.stride, 4 * self.stride, 8 * self.stride) if colour_bins else ()
         if head not in ("joint", "factorized"):
             raise ValueError(f"head must be 'joint' or 'factorized', got {head!r}")
+        if match_gate not in ("sum", "and"):
+            raise ValueError(f"match_gate must be 'sum' or 'and', got {match_gate!r}")
         self.factorized = head == "factorized"
+        self.match_gate = match_gate
         similarities = (self.matching.top if self.matching else 0) + len(self.colour_windows)
         if self.factorized:
             self.head = DetectionHead(fpn_channels, head_channels, head_convs, box_prior=box_prior_px / self.stride)
@@ -214,7 +220,8 @@ class ReferenceDetector(nn.Module):
         if self.match_head is not None:
             logits, raw = self.head(feats[0])
             match_in = torch.cat([c.to(fused.dtype) for c in cosines] + similarities, dim=1)
-            logits = logits + self.match_head(match_in)
+            match = self.match_head(match_in)
+            logits = and_logits(logits, match) if self.match_gate == "and" else logits + match
         else:
             parts = [fused, feats[0]] if self.search_features else [fused]
             logits, raw = self.head(torch.cat(parts + similarities, dim=1))
@@ -278,6 +285,7 @@ def build_detector(cfg: ModelConfig) -> ReferenceDetector:
         box_prior_px=cfg.box_prior,
         colour_bins=cfg.colour_bins,
         head=cfg.head,
+        match_gate=cfg.match_gate,
     )
 
 

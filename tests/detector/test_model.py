@@ -230,3 +230,18 @@ def test_factorized_match_head_starts_silent_and_learns():
     assert model.match_head.out.weight.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="head must be"):
         tiny(head="both")
+
+
+def test_factorized_and_gate_caps_the_score_by_the_match():
+    torch.manual_seed(0)
+    model = tiny(head="factorized", match_gate="and", colour_bins=4, similarity_skip=False)
+    with torch.no_grad():
+        model.head.obj.bias.fill_(20.0)  # everything looks like an object ...
+        model.match_head.out.bias.fill_(-3.0)  # ... but nothing matches
+    model.eval()
+    with torch.no_grad():
+        out = model(torch.rand(1, 2, 3, 32, 32), torch.rand(1, 3, 64, 64))
+    # sigmoid(20) * sigmoid(-3 + small): the probability stays at the match's
+    assert torch.sigmoid(out["logits"]).max() < torch.sigmoid(torch.tensor(-2.5))
+    with pytest.raises(ValueError, match="match_gate must be"):
+        tiny(head="factorized", match_gate="or")
