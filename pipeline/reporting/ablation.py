@@ -38,7 +38,8 @@ class StoreUnavailable(Exception):
 
 @dataclass(frozen=True)
 class AblationTable:
-    """One row per setting: the params, ``seeds``, ``n`` (runs), ``<metric>`` and ``<metric>_std``,
+    """One row per setting: the params, ``other`` (the other params that differ between the runs,
+    ``key=value; ...``, empty when none do), ``seeds``, ``n`` (runs), ``<metric>`` and ``<metric>_std``,
     then ``vs_best`` (mean of ``sort_by`` minus the best row's) and ``beyond_spread`` (True / False,
     None where either row has a single run, or for the best row itself)."""
 
@@ -47,6 +48,7 @@ class AblationTable:
     metrics: tuple[str, ...]
     sort_by: str
     skipped: int  # runs without evaluate metrics
+    other_params: tuple[str, ...] = ()  # params outside ``params`` (and the seed) that differ between runs
 
 
 def local_store_path(tracking_uri: str) -> Path | None:
@@ -140,13 +142,20 @@ def ablation_table(runs: pd.DataFrame, params: tuple[str, ...], sort_by: str) ->
     evaluated = runs[runs[eval_cols].notna().any(axis=1)] if eval_cols else runs.iloc[0:0]
     skipped = len(runs) - len(evaluated)
 
+    # Runs that differ in a param outside the study are different settings, not seeds of one.
+    other_params = tuple(sorted(
+        (key for key in (c[len("params."):] for c in evaluated.columns if c.startswith("params."))
+         if key not in params and key != SEED_PARAM and _param_values(evaluated, key).nunique() > 1),
+        key=natural_key))
     keys = pd.DataFrame({p: _param_values(evaluated, p) for p in params}, index=evaluated.index)
+    keys["other"] = ["; ".join(f"{k}={v}" for k, v in zip(other_params, values))
+                     for values in zip(*(_param_values(evaluated, k) for k in other_params))] if other_params else ""
     seeds = _param_values(evaluated, SEED_PARAM)
     rows = []
-    for setting, group in keys.groupby(list(params), sort=False, dropna=False) if params else [((), keys)]:
+    for setting, group in keys.groupby([*params, "other"], sort=False, dropna=False):
         setting = setting if isinstance(setting, tuple) else (setting,)
         members = evaluated.loc[group.index]
-        row: dict = dict(zip(params, setting))
+        row: dict = dict(zip([*params, "other"], setting))
         row["seeds"] = ", ".join(sorted(set(seeds.loc[group.index]), key=natural_key))
         row["n"] = len(members)
         for m in metrics:
@@ -161,7 +170,7 @@ def ablation_table(runs: pd.DataFrame, params: tuple[str, ...], sort_by: str) ->
         # rounded as the report shows it: settings that look tied are ordered by their params,
         # not by float noise (0.40 and 0.44 average to 0.42000000000000004)
         shown = 0.0 if undefined else round(value, SORT_DECIMALS)
-        return (undefined, -shown, *(natural_key(row[p]) for p in params))
+        return (undefined, -shown, *(natural_key(row[p]) for p in params), natural_key(row["other"]))
 
     rows.sort(key=order)
     for i, row in enumerate(rows):
@@ -169,8 +178,9 @@ def ablation_table(runs: pd.DataFrame, params: tuple[str, ...], sort_by: str) ->
         row["vs_best"] = row[sort_by] - best[sort_by]
         row["beyond_spread"] = None if i == 0 else beyond_spread(
             (best[sort_by], best[f"{sort_by}_std"]), (row[sort_by], row[f"{sort_by}_std"]))
-    columns = [*params, "seeds", "n", *(c for m in metrics for c in (m, f"{m}_std")), "vs_best", "beyond_spread"]
-    return AblationTable(pd.DataFrame(rows, columns=columns), tuple(params), tuple(metrics), sort_by, skipped)
+    columns = [*params, "other", "seeds", "n", *(c for m in metrics for c in (m, f"{m}_std")), "vs_best", "beyond_spread"]
+    return AblationTable(pd.DataFrame(rows, columns=columns), tuple(params), tuple(metrics), sort_by, skipped,
+                         other_params)
 
 
 def load_ablation(tracking_uri: str, params: tuple[str, ...], sort_by: str) -> tuple[AblationTable | None, str | None]:

@@ -164,16 +164,20 @@ def ablation_section(ablation: AblationTable | None, note: str | None) -> str:
         f"seed-to-seed spread, i.e. |difference| > std(best row) + std(this row) (sample std over seeds; "
         f"\"1 seed\" where either row ran once, so there is no spread to compare with)."
     )
+    other = bool(ablation.other_params)
+    if other:
+        intro += (" Runs that also differ in other params (" + ", ".join(f"`{p}`" for p in ablation.other_params)
+                  + ") are separate rows; the \"other params\" column names their values.")
     parts += [intro, ""]
     labels = [HEADLINE.get(k, k) for k in ablation.metrics]
-    headers = [*ablation.params, "seeds", "n", *labels, f"vs best ({sort_label})"]
+    headers = [*ablation.params, *(["other params"] if other else []), "seeds", "n", *labels, f"vs best ({sort_label})"]
     rows = []
     for i, rec in enumerate(ablation.frame.to_dict("records")):
-        row = [rec[p] for p in ablation.params] + [rec["seeds"], str(rec["n"])]
+        row = [rec[p] for p in ablation.params] + ([rec["other"]] if other else []) + [rec["seeds"], str(rec["n"])]
         row += [format_mean_std(k, rec[k], rec[f"{k}_std"], rec["n"]) for k in ablation.metrics]
         row.append(_vs_best(ablation.sort_by, rec, first=i == 0))
         rows.append(row)
-    numeric = [False] * (len(ablation.params) + 1) + [True] * (1 + len(labels)) + [False]
+    numeric = [False] * (len(ablation.params) + int(other) + 1) + [True] * (1 + len(labels)) + [False]
     parts.append(table(headers, rows, numeric))
     return "\n".join(parts)
 

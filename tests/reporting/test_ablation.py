@@ -111,3 +111,31 @@ def test_beyond_spread_rule():
     assert beyond_spread((0.8, 0.05), (0.72, 0.05)) is False  # 0.08 < 0.1
     assert beyond_spread((0.8, 0.05), (0.9, 0.01)) is True    # either direction
     assert beyond_spread((0.8, float("nan")), (0.1, 0.0)) is None
+
+
+def test_runs_differing_outside_the_study_are_separate_rows_not_seeds():
+    runs = pd.DataFrame({
+        "run_id": ["a", "b", "c", "d"],
+        "params.model.fusion": ["attention"] * 4,
+        "params.model.corr_kernel": ["1"] * 4,
+        "params.train.iou_type": ["giou"] * 4,
+        "params.train.seed": ["0", "1", "0", "0"],
+        "params.model.match_gate": ["sum", "sum", "and", "and"],
+        "params.train.identity_aug": ["0.0", "0.0", "0.0", "0.5"],
+        "metrics.eval_AP50": [0.6, 0.7, 0.8, 0.5],
+    })
+    table = ablation_table(runs, PARAMS, "AP50")
+    assert table.other_params == ("model.match_gate", "train.identity_aug")
+    frame = table.frame
+    assert frame["other"].tolist() == [
+        "model.match_gate=and; train.identity_aug=0.0",
+        "model.match_gate=sum; train.identity_aug=0.0",
+        "model.match_gate=and; train.identity_aug=0.5",
+    ]
+    assert frame["n"].tolist() == [1, 2, 1] and frame.iloc[1]["seeds"] == "0, 1"
+    assert frame.iloc[1]["AP50"] == pytest.approx(0.65)
+
+
+def test_no_other_column_when_only_the_study_params_differ(store):
+    table = ablation_table(fetch_runs(store), PARAMS, "AP50")
+    assert table.other_params == () and set(table.frame["other"]) == {""}
