@@ -24,11 +24,25 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
-import torch
-from pipeline.detector.losses import box_iou_pairwise
 
 Box = Sequence[float]
 Detection = tuple[np.ndarray, np.ndarray]  # boxes [N, 4] xyxy, scores [N], sorted by score desc
+
+
+def paired_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Element-wise IoU of ``[N, 4]`` ``xyxy`` boxes ``a[i]`` and ``b[i]`` -> ``[N]``.
+
+    torchvision's ``box_iou`` is all-pairs (an ``N x N`` matrix, minutes for 10k frames); the
+    metrics need only the diagonal, and must not import the detector (the baseline stage scores
+    with them too).
+    """
+    lt = np.maximum(a[:, :2], b[:, :2])
+    rb = np.minimum(a[:, 2:], b[:, 2:])
+    inter = np.clip(rb - lt, 0, None).prod(axis=1)
+    area_a = np.clip(a[:, 2:] - a[:, :2], 0, None).prod(axis=1)
+    area_b = np.clip(b[:, 2:] - b[:, :2], 0, None).prod(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return inter / (area_a + area_b - inter)
 
 
 def top1_table(gt_boxes: Sequence[Box | None], detections: Sequence[Detection]) -> pd.DataFrame:
@@ -53,8 +67,7 @@ def top1_table(gt_boxes: Sequence[Box | None], detections: Sequence[Detection]) 
     iou = np.full(len(gt_boxes), np.nan)
     both = present & ~np.isnan(top).any(axis=1)
     if both.any():
-        # element-wise: the all-pairs box_iou is an N x N matrix (minutes for 10k frames)
-        iou[both] = box_iou_pairwise(torch.as_tensor(top[both]), torch.as_tensor(truth[both]), eps=0.0).numpy()
+        iou[both] = paired_iou(top[both], truth[both])
     return pd.DataFrame({"present": present, "score": score, "iou": iou})
 
 

@@ -79,3 +79,22 @@ def test_score_histogram_counts_frames():
 def test_length_mismatch_is_an_error():
     with pytest.raises(ValueError, match="2 frames of truth but 1"):
         top1_table([None, None], [det()])
+
+
+def test_paired_iou_matches_the_diagonal_of_torchvisions_box_iou():
+    import numpy as np
+    import torch
+    from torchvision.ops import box_iou
+
+    from pipeline.metrics.topone import paired_iou
+
+    rng = np.random.default_rng(0)
+    xy = rng.uniform(0, 100, size=(50, 2, 2))
+    a = np.concatenate([xy[:, 0], xy[:, 0] + rng.uniform(1, 40, size=(50, 2))], axis=1)
+    b = np.concatenate([xy[:, 1], xy[:, 1] + rng.uniform(1, 40, size=(50, 2))], axis=1)
+    b[:10] = a[:10]  # identical boxes: IoU 1
+    expected = box_iou(torch.as_tensor(a), torch.as_tensor(b)).diagonal().numpy()
+    np.testing.assert_allclose(paired_iou(a, b), expected, rtol=1e-12)
+    np.testing.assert_allclose(paired_iou(a[:10], b[:10]), 1.0)
+    # hand-made: 10x10 boxes overlapping in a 5x10 strip -> 50 / 150
+    assert paired_iou(np.array([[0.0, 0, 10, 10]]), np.array([[5.0, 0, 15, 10]]))[0] == pytest.approx(1 / 3)
