@@ -194,7 +194,8 @@ class ReferenceDetector(nn.Module):
             c = self.correlation(f, t)
             if c.shape[-2:] != size0:
                 c = F.interpolate(c, size=size0, mode="bilinear", align_corners=False)
-            cosines.append(c.float().mean(1, keepdim=True))
+            if self.match_head is not None:  # only the factorized head reads them
+                cosines.append(c.float().mean(1, keepdim=True))
             c = c * level_w[i].to(c.dtype)
             fused = c if fused is None else fused + c
             if self.matching is not None:
@@ -219,7 +220,7 @@ class ReferenceDetector(nn.Module):
             similarities.append(colour.to(fused.dtype))
         if self.match_head is not None:
             logits, raw = self.head(feats[0])
-            match_in = torch.cat([c.to(fused.dtype) for c in cosines] + similarities, dim=1)
+            match_in = torch.cat([c.to(fused.dtype) for c in cosines] + similarities, dim=1)  # [B, levels + sims, H0, W0]
             match = self.match_head(match_in)
             logits = and_logits(logits, match) if self.match_gate == "and" else logits + match
         else:
