@@ -32,8 +32,11 @@ def chroma_votes(images: Tensor, bins: int) -> Tensor:
     r = (images[:, 0] / total.clamp_min(1e-6)).clamp(0, 1 - 1e-6)
     g = (images[:, 1] / total.clamp_min(1e-6)).clamp(0, 1 - 1e-6)
     index = (r * bins).long() * bins + (g * bins).long()
-    votes = F.one_hot(index, bins * bins).permute(0, 3, 1, 2).float()
-    return votes * (total >= MIN_INTENSITY).float()[:, None]
+    valid = (total >= MIN_INTENSITY).float()[..., None]
+    # Scattered along the last dim and viewed as NCHW, the map is channels_last in memory, where
+    # avg_pool2d is 3-4x quicker than on NCHW; this also skips one_hot's int64 map and its cast.
+    votes = torch.zeros(*index.shape, bins * bins, device=images.device)
+    return votes.scatter_(3, index[..., None], valid).permute(0, 3, 1, 2)
 
 
 def _normalise(hist: Tensor, dim: int = 1) -> Tensor:
@@ -73,9 +76,17 @@ def colour_similarity(search: Tensor, reference: Tensor, stride: int, windows: S
     maps = []
     for window in windows:
         k = max(1, window // 2)
-        local = F.avg_pool2d(votes, k, stride=max(1, stride // 2), padding=k // 2, count_include_pad=False)
+        local = _box_mean(votes, k, max(1, stride // 2))
         local = _normalise(local)[..., :h0, :w0]
         if local.shape[-2:] != (h0, w0):  # odd sizes: pad the last row/column
             local = F.pad(local, (0, w0 - local.shape[-1], 0, h0 - local.shape[-2]), mode="replicate")
         maps.append((local.sqrt() * ref).sum(1))
     return torch.stack(maps, 1)
+
+
+def _box_mean(x: Tensor, k: int, stride: int) -> Tensor:
+    """``avg_pool2d(x, k, stride, padding=k // 2, count_include_pad=False)`` as a pass along rows
+    then one along columns: the mean over the valid pixels of a box is separable (its count is
+    rows x columns), and two 1-D passes cost ``2k`` per output instead of ``k²``."""
+    x = F.avg_pool2d(x, (1, k), stride=(1, stride), padding=(0, k // 2), count_include_pad=False)
+    return F.avg_pool2d(x, (k, 1), stride=(stride, 1), padding=(k // 2, 0), count_include_pad=False)

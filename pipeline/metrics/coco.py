@@ -1,18 +1,23 @@
-"""COCO-style AP for single-target frames, computed by pycocotools.
+"""COCO-style AP for single-target frames, computed by faster-coco-eval (or pycocotools).
 
 Every frame is one COCO image with at most one ground-truth box (its target) of one category;
 detections are that frame's scored boxes. AP is averaged over IoU 0.50:0.95, AP50 at 0.5.
+
+``backend="faster"`` (default) runs faster-coco-eval's C++ COCOeval, a drop-in reimplementation of
+pycocotools' matching and accumulation; ``backend="pycocotools"`` runs the original. Both give the
+same numbers (tested on random detections with size bins); faster-coco-eval is about 5x quicker on
+10,000 frames (docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
-from typing import Sequence
+from typing import Any, Literal, Sequence
 
 import numpy as np
-from pycocotools.coco import COCO
-from pycocotools.cocoeval import COCOeval
+
+Backend = Literal["faster", "pycocotools"]
 
 #: Object-size bins (long side... COCO uses area; these are areas of squares with these sides).
 SIZE_BINS = {"tiny": (0, 16), "small": (16, 32), "medium": (32, 64), "large": (64, 1e5)}
@@ -23,6 +28,7 @@ def coco_ap(
     detections: Sequence[tuple[np.ndarray, np.ndarray]],
     image_sizes: Sequence[tuple[int, int]] | None = None,
     size_bins: dict[str, tuple[float, float]] | None = None,
+    backend: Backend = "faster",
 ) -> dict[str, float]:
     """AP, AP50, AP75 (and AP per size bin) of per-frame detections against per-frame truths.
 
@@ -30,6 +36,7 @@ def coco_ap(
     detections: per frame ``(boxes [N,4] xyxy, scores [N])``.
     size_bins: name -> (min side, max side) in px; a box's size is sqrt(area). Returns -1 where a
     value is undefined (no ground truth at all, or none in that bin), as pycocotools does.
+    backend: ``"faster"`` (faster-coco-eval) or ``"pycocotools"``; same results.
     """
     if len(gt_boxes) != len(detections):
         raise ValueError(f"{len(gt_boxes)} frames of truth but {len(detections)} of detections")
@@ -48,14 +55,15 @@ def coco_ap(
             results.append({"image_id": i, "category_id": 1, "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]], "score": float(s)})
     if not anns:
         return {"AP": -1.0, "AP50": -1.0, "AP75": -1.0}
-    gt = COCO()
+    if not results:
+        return {"AP": 0.0, "AP50": 0.0, "AP75": 0.0}
+    coco_cls, eval_cls = _backend(backend)
+    gt = coco_cls()
     gt.dataset = {"images": images, "annotations": anns, "categories": [{"id": 1, "name": "target"}]}
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress chatter
         gt.createIndex()
-        dt = gt.loadRes(results) if results else COCO()
-        if not results:
-            return {"AP": 0.0, "AP50": 0.0, "AP75": 0.0}
-        ev = COCOeval(gt, dt, iouType="bbox")
+        dt = gt.loadRes(results)
+        ev = eval_cls(gt, dt, iouType="bbox")
         ev.params.maxDets = [1, 10, 100]
         bins = size_bins or {}
         ev.params.areaRng = [[0, 1e10]] + [[lo**2, hi**2] for lo, hi in bins.values()]
@@ -68,7 +76,21 @@ def coco_ap(
     return out
 
 
-def _ap(ev: COCOeval, iou: float | None, area_index: int) -> float:
+def _backend(name: str) -> tuple[Any, Any]:
+    """(COCO, COCOeval) classes of the named backend."""
+    if name == "faster":
+        from faster_coco_eval import COCO, COCOeval_faster
+
+        return COCO, COCOeval_faster
+    if name == "pycocotools":
+        from pycocotools.coco import COCO
+        from pycocotools.cocoeval import COCOeval
+
+        return COCO, COCOeval
+    raise ValueError(f"COCO backend must be 'faster' or 'pycocotools', got {name!r}")
+
+
+def _ap(ev: Any, iou: float | None, area_index: int) -> float:
     """Mean precision at maxDets=100 over recall and (one or all) IoU thresholds; -1 if undefined."""
     precision = ev.eval["precision"]  # [T, R, K, A, M]
     if iou is not None:

@@ -1,5 +1,6 @@
 import pytest
 import torch
+import torch.nn.functional as F
 
 from pipeline.detector.colour import chroma_votes, colour_similarity, template_histogram
 
@@ -41,3 +42,25 @@ def test_colour_similarity_is_high_where_the_reference_colour_is():
     assert sim[0, 0, 7, 5].item() == pytest.approx(1.0, abs=1e-4)  # centre of the red square
     assert sim[0, 0, 7, 18].item() < 0.05  # centre of the blue square
     assert sim.min() >= 0 and sim.max() <= 1 + 1e-5
+
+
+@pytest.mark.parametrize("size,stride,windows", [((72, 128), 8, (16, 32, 64)), ((63, 95), 4, (8, 16, 32)), ((37, 41), 3, (5, 9, 2))])
+def test_colour_similarity_equals_two_d_average_pooling_of_the_votes(size, stride, windows):
+    # the separable box mean must be the plain avg_pool2d the design describes, odd sizes included
+    torch.manual_seed(0)
+    frame = torch.rand(2, 3, *size)
+    frame[:, :, : size[0] // 3] *= 0.1  # dark rows vote nothing
+    reference = torch.rand(2, 64)
+    reference /= reference.sum(1, keepdim=True)
+    votes = chroma_votes(F.avg_pool2d(frame, 2, ceil_mode=True), 8)
+    h0, w0 = -(-size[0] // stride), -(-size[1] // stride)
+    expected = []
+    for window in windows:
+        k = max(1, window // 2)
+        local = F.avg_pool2d(votes, k, stride=max(1, stride // 2), padding=k // 2, count_include_pad=False)
+        local = local / local.sum(1, keepdim=True).clamp_min(1e-12)
+        local = torch.where(local.sum(1, keepdim=True) > 0, local, torch.full_like(local, 1 / 64))[..., :h0, :w0]
+        local = F.pad(local, (0, w0 - local.shape[-1], 0, h0 - local.shape[-2]), mode="replicate")
+        expected.append((local.sqrt() * reference.sqrt()[:, :, None, None]).sum(1))
+    got = colour_similarity(frame, reference, stride, windows)
+    torch.testing.assert_close(got, torch.stack(expected, 1), atol=1e-6, rtol=0)

@@ -35,6 +35,37 @@ def test_coco_ap_by_iou_threshold():
     assert ap["AP"] == pytest.approx(0.7)  # thresholds 0.50..0.80 of 0.50..0.95 -> 7 of 10
 
 
+@pytest.mark.parametrize("backend", ["faster", "pycocotools"])
+def test_coco_ap_golden_values_on_both_backends(backend):
+    ap = coco_ap([(0, 0, 40, 40), None], [det((0, 0, 40, 40, 0.5)), det((0, 0, 40, 40, 0.9))], backend=backend)
+    assert ap["AP50"] == pytest.approx(0.5)
+
+
+def test_faster_coco_eval_matches_pycocotools_on_random_frames():
+    from pipeline.metrics.coco import SIZE_BINS
+
+    rng = np.random.default_rng(3)
+    gts, dets = [], []
+    for _ in range(300):
+        side = rng.uniform(10, 90, 2)
+        xy = rng.uniform(0, 500, 2)
+        gts.append(tuple(np.r_[xy, xy + side]) if rng.random() < 0.8 else None)
+        n = int(rng.integers(0, 6))
+        boxes = np.concatenate([xy + rng.normal(0, 8, (n, 2)), xy + side + rng.normal(0, 8, (n, 2))], axis=1)
+        dets.append((boxes, rng.uniform(0, 1, n)))
+    fast = coco_ap(gts, dets, None, SIZE_BINS, backend="faster")
+    ref = coco_ap(gts, dets, None, SIZE_BINS, backend="pycocotools")
+    assert fast.keys() == ref.keys()
+    assert 0.05 < ref["AP"] < 0.95  # a non-trivial case
+    for key in ref:
+        assert fast[key] == pytest.approx(ref[key], abs=1e-9), key
+
+
+def test_coco_ap_rejects_an_unknown_backend():
+    with pytest.raises(ValueError, match="backend"):
+        coco_ap([(0, 0, 40, 40)], [det((0, 0, 40, 40, 0.9))], backend="nope")
+
+
 def test_scores_overall_per_object_and_per_size():
     samples = [sample("a", (0, 0, 10, 10)), sample("a", None, 1), sample("b", (0, 0, 40, 40)), sample("b", (0, 0, 100, 80))]
     dets = [det((0, 0, 10, 10, 0.9)), det((5, 5, 9, 9, 0.8)), det((0, 0, 40, 40, 0.9)), det()]
