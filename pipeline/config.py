@@ -39,6 +39,7 @@ class DemoConfig:
     val_objects: int = field(default=6, metadata=_range(1))
     sequences_per_object: int = field(default=2, metadata=_range(1))
     frames_per_sequence: int = field(default=10, metadata=_range(1))
+    val_frames_per_sequence: int = field(default=0, metadata=_range(0))  # 0: same as frames_per_sequence
     template_size: int = field(default=1024, metadata=_range(64))
     absent_fraction: float = field(default=0.2, metadata=_range(0.0, 1.0))
     distractors: int = field(default=2, metadata=_range(0))

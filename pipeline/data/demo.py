@@ -16,8 +16,10 @@ in the drone-video layout of :mod:`pipeline.data.formats.video` instead, one cli
 The clip is the object's sequences one after the other (a cut between them): frame ``i`` of
 sequence ``s`` is video frame ``s * frames_per_sequence + i``.
 
-Object ids are ``0 .. train_objects + val_objects - 1``; train holds the first ``train_objects``
-identities and val the rest, so no val object is ever seen in training.
+Object ids are ``0 .. val_objects + train_objects - 1``; val holds the first ``val_objects``
+identities and train the rest, so no val object is ever seen in training, and the val set (its
+identities, frames and distractors) stays the same when ``train_objects`` changes: runs that
+differ in training data are scored on the same frames.
 
 Frame numbering convention: frame ``i`` of sequence ``s`` of an object is numbered
 ``n = s * 1000 + i`` and written zero-padded to 6 digits (``Class_3_frame_001004.jpg`` is frame 4
@@ -565,7 +567,7 @@ def absent_frames(seed: int, cfg: DemoConfig, object_id: int, sequence: int) -> 
     short sequences.
     """
     rng = _rng(seed, _STREAM_ABSENT, object_id, sequence)
-    frames = cfg.frames_per_sequence
+    frames = frames_per_sequence(cfg, object_id)
     n = min(int(math.floor(cfg.absent_fraction * frames + rng.uniform())), frames)
     return frozenset(rng.choice(frames, n, replace=False).tolist())
 
@@ -628,11 +630,11 @@ def render_sequence(
     ``draw_target=False`` renders the identical frames with the target left out (its mask and box
     are still reported), which lets tests compare the label with what was actually drawn.
     """
-    n_train = cfg.train_objects
-    split_ids = range(n_train) if object_id < n_train else range(n_train, n_train + cfg.val_objects)
+    n_val = cfg.val_objects
+    split_ids = range(n_val) if object_id < n_val else range(n_val, n_val + cfg.train_objects)
     rng = _rng(seed, _STREAM_SEQUENCE, object_id, sequence)
     noise_rng = _rng(seed, _STREAM_NOISE, object_id, sequence)
-    frames = cfg.frames_per_sequence
+    frames = frames_per_sequence(cfg, object_id)
 
     # Camera: pan, tilt (foreshortening axis and amount), sun, lighting drift, sensor noise.
     max_pan = min(4.0, 2 * PAN_MARGIN / max(frames - 1, 1) - 0.01)
@@ -796,7 +798,15 @@ def _imwrite(path: Path, img: np.ndarray, quality: int) -> None:
 
 
 def _split_of(cfg: DemoConfig, object_id: int) -> str:
-    return "train" if object_id < cfg.train_objects else "val"
+    return "val" if object_id < cfg.val_objects else "train"
+
+
+def frames_per_sequence(cfg: DemoConfig, object_id: int) -> int:
+    """Frames in each sequence of ``object_id``: ``val_frames_per_sequence`` for a val identity
+    when it is set (> 0), else ``frames_per_sequence``."""
+    if _split_of(cfg, object_id) == "val" and cfg.val_frames_per_sequence > 0:
+        return cfg.val_frames_per_sequence
+    return cfg.frames_per_sequence
 
 
 def _run_task(task: tuple[str, Path, DemoConfig, int, int, int]) -> None:
@@ -839,7 +849,7 @@ def _run_video_task(task: tuple[Path, DemoConfig, int, int]) -> dict:
             for frame in render_sequence(seed, cfg, object_id, s):
                 writer.write(frame.image)
                 if frame.box is not None:
-                    n = s * cfg.frames_per_sequence + frame.index
+                    n = s * frames_per_sequence(cfg, object_id) + frame.index
                     bboxes.append({"frame": n, **dict(zip(("x1", "y1", "x2", "y2"), map(int, frame.box)))})
     finally:
         writer.release()
@@ -847,7 +857,7 @@ def _run_video_task(task: tuple[Path, DemoConfig, int, int]) -> dict:
 
 
 def _generate_video_layout(out_dir: Path, cfg: DemoConfig, seed: int, workers: int) -> None:
-    tasks = [(out_dir, cfg, seed, o) for o in range(cfg.train_objects + cfg.val_objects)]
+    tasks = [(out_dir, cfg, seed, o) for o in range(cfg.val_objects + cfg.train_objects)]
     workers = max(1, min(workers, len(tasks)))
     if workers == 1:
         entries = [_run_video_task(task) for task in tasks]
@@ -883,16 +893,17 @@ def generate_demo(out_dir: Path, cfg: DemoConfig, seed: int, *, workers: int | N
     if cfg.layout == "video":
         _generate_video_layout(Path(out_dir), cfg, seed, workers or _default_workers())
         return
-    if cfg.frames_per_sequence > MAX_FRAMES_PER_SEQUENCE:
-        raise ConfigError(
-            f"data.demo.frames_per_sequence: {cfg.frames_per_sequence} is too large, must be <= "
-            f"{MAX_FRAMES_PER_SEQUENCE} (frame numbers s*1000+i need a gap between sequences)"
-        )
+    for key in ("frames_per_sequence", "val_frames_per_sequence"):
+        if getattr(cfg, key) > MAX_FRAMES_PER_SEQUENCE:
+            raise ConfigError(
+                f"data.demo.{key}: {getattr(cfg, key)} is too large, must be <= "
+                f"{MAX_FRAMES_PER_SEQUENCE} (frame numbers s*1000+i need a gap between sequences)"
+            )
     out_dir = Path(out_dir)
     for split in ("train", "val"):
         for sub in ("templates", "search/images", "search/labels"):
             (out_dir / split / sub).mkdir(parents=True, exist_ok=True)
-    n_objects = cfg.train_objects + cfg.val_objects
+    n_objects = cfg.val_objects + cfg.train_objects
     tasks: list[tuple[str, Path, DemoConfig, int, int, int]] = []
     for o in range(n_objects):
         tasks.append(("templates", out_dir, cfg, seed, o, 0))

@@ -53,7 +53,7 @@ def _yolo_to_px(text: str) -> tuple[float, float, float, float]:
 def test_layout_and_names(small: Path) -> None:
     expected = set()
     for o in range(3):
-        split = "train" if o < 2 else "val"
+        split = "val" if o < 1 else "train"
         expected |= {f"{split}/templates/Class_{o}_ref_{k}.jpg" for k in (1, 2, 3)}
         for n in (0, 1, 1000, 1001):  # sequence s, frame i -> s*1000 + i: the gap marks sequence 2
             expected.add(f"{split}/search/images/Class_{o}_frame_{n:06d}.jpg")
@@ -73,7 +73,7 @@ def test_val_objects_disjoint_from_train(small: Path) -> None:
         split: {int(NAME.search(p.name).group(1)) for p in (small / split).rglob("*.*")}
         for split in ("train", "val")
     }
-    assert ids == {"train": {0, 1}, "val": {2}}
+    assert ids == {"train": {1, 2}, "val": {0}}
 
 
 def test_same_seed_same_bytes_any_worker_count(small: Path, tmp_path: Path) -> None:
@@ -105,7 +105,7 @@ def test_labels_are_boxes_of_the_right_size(small: Path) -> None:
 
 def test_files_match_renderer_and_absent_frames_are_empty(small: Path) -> None:
     for o in range(3):
-        split = "train" if o < 2 else "val"
+        split = "val" if o < 1 else "train"
         for s in range(2):
             absent = absent_frames(0, SMALL, o, s)
             for frame in render_sequence(0, SMALL, o, s):
@@ -171,3 +171,23 @@ def test_absent_fraction_over_many_sequences() -> None:
 def test_too_many_frames_per_sequence(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="frames_per_sequence"):
         generate_demo(tmp_path, DemoConfig(frames_per_sequence=1000), seed=0)
+
+
+def test_val_frames_do_not_depend_on_the_number_of_training_objects(tmp_path: Path) -> None:
+    # val ids come first, so adding training identities must not change a single val file
+    import dataclasses
+
+    more = dataclasses.replace(SMALL, train_objects=4)
+    generate_demo(tmp_path / "a", SMALL, seed=0, workers=1)
+    generate_demo(tmp_path / "b", more, seed=0, workers=1)
+    assert _files(tmp_path / "a" / "val") == _files(tmp_path / "b" / "val")
+    assert len(_files(tmp_path / "b" / "train")) > len(_files(tmp_path / "a" / "train"))
+
+
+def test_val_sequences_can_be_longer_than_train_sequences(tmp_path: Path) -> None:
+    import dataclasses
+
+    cfg = dataclasses.replace(SMALL, sequences_per_object=1, frames_per_sequence=1, val_frames_per_sequence=3)
+    generate_demo(tmp_path, cfg, seed=0, workers=1)
+    assert len(list((tmp_path / "val" / "search" / "images").glob("*.jpg"))) == 3  # 1 val object x 3 frames
+    assert len(list((tmp_path / "train" / "search" / "images").glob("*.jpg"))) == 2  # 2 train objects x 1

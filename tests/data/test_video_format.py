@@ -199,13 +199,13 @@ def test_demo_video_layout_is_read_back_with_its_labels(tmp_path):
     cfg = DemoConfig(train_objects=1, val_objects=1, sequences_per_object=2, frames_per_sequence=3,
                      template_size=64, distractors=0, layout="video")
     generate_demo(tmp_path / "demo", cfg, seed=0, workers=1)
-    for o, split in ((0, "train"), (1, "val")):
+    for o, split in ((0, "val"), (1, "train")):
         sample = tmp_path / "demo" / split / "samples" / video_id(o)
         assert sorted(p.name for p in (sample / "object_images").iterdir()) == ["img_1.jpg", "img_2.jpg", "img_3.jpg"]
         frames = VideoFrames(sample / "drone_video.mp4")
         assert len(list(frames)) == frames.count == 6  # both sequences, one after the other
     m = ingest(tmp_path / "demo", "auto", frames_dir=tmp_path / "frames").manifest
-    assert m.groupby("split")["sequence_id"].unique().map(list).to_dict() == {"train": ["video_00"], "val": ["video_01"]}
+    assert m.groupby("split")["sequence_id"].unique().map(list).to_dict() == {"train": ["video_01"], "val": ["video_00"]}
     # the same boxes as the cpn layout's labels: the frames are the same renders
     cpn = ingest(_cpn_demo(tmp_path / "cpn", cfg), "cpn").manifest
     video_boxes = m.sort_values(["object_id", "frame_index"])[["x1", "y1", "x2", "y2"]].to_numpy()
