@@ -77,7 +77,7 @@ def test_other_params_do_not_resume(data_repo, tmp_path):
     _train(root, {"NEEDLE_KILL_AFTER_EPOCH": "0"}, check=False)
     set_params(root, {"train": {"iou_type": "ciou"}})
     out = _train(root)
-    assert "trained with other params; starting fresh" in out.stderr
+    assert "trained with other params or data; starting fresh" in out.stderr
 
 
 def test_unreachable_tracking_store_does_not_stop_training(data_repo, tmp_path):

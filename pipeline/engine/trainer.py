@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import math
 import os
 import random
 import signal
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -16,7 +18,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
 from pipeline.config import EvaluateConfig, ModelConfig, Params, TrainConfig, to_flat_dict
-from pipeline.data.dataset import EvalDataset, TrainDataset, collate, load_split
+from pipeline.data.dataset import EvalDataset, Sample, TrainDataset, collate, load_split
 from pipeline.detector import build_criterion, build_detector
 from pipeline.engine import distributed as ddp
 from pipeline.engine.amp import resolve_precision
@@ -42,9 +44,15 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def run_digest(model_cfg: ModelConfig, train_cfg: TrainConfig, template_size: int) -> str:
+def run_digest(model_cfg: ModelConfig, train_cfg: TrainConfig, template_size: int,
+               samples: Sequence[Sample] = ()) -> str:
+    """What a checkpoint must match to be resumed: the params that change the computation and the
+    data (every sample's frame, box and references), so a run on regenerated or other data starts
+    fresh instead of resuming a model that was trained on something else."""
     train = {k: v for k, v in dataclasses.asdict(train_cfg).items() if k not in _RUN_INDEPENDENT}
-    return params_digest({"model": dataclasses.asdict(model_cfg), "train": train, "template_size": template_size})
+    data = hashlib.sha256(repr([dataclasses.astuple(s) for s in samples]).encode()).hexdigest()[:16]
+    return params_digest({"model": dataclasses.asdict(model_cfg), "train": train, "template_size": template_size,
+                          "data": data})
 
 
 def build_optimizer(model: nn.Module, lr: float, backbone_lr_mult: float, weight_decay: float) -> torch.optim.AdamW:
@@ -124,7 +132,7 @@ def fit(params: Params, paths: Paths) -> dict:
     scheduler = build_scheduler(optimizer, total_steps, round(cfg.warmup_epochs * steps_per_epoch), cfg.lr, cfg.min_lr)
     scaler = precision.grad_scaler()
 
-    digest = run_digest(mcfg, cfg, template_size)
+    digest = run_digest(mcfg, cfg, template_size, [*train_samples, *val_samples])
     last_path, best_path = paths.models / "last.pt", paths.models / "best.pt"
     state, start_epoch, best, run_id = StepState(), 0, None, None
     if cfg.resume and last_path.is_file():
@@ -139,7 +147,7 @@ def fit(params: Params, paths: Paths) -> dict:
             start_epoch, best, run_id = ckpt["epoch"] + 1, ckpt.get("best"), ckpt.get("run_id")
             log.info("resuming from %s at epoch %d", last_path, start_epoch)
         else:
-            log.info("%s was trained with other params; starting fresh", last_path)
+            log.info("%s was trained with other params or data; starting fresh", last_path)
 
     tracker = Tracker(default_tracking_uri(), enabled=info.is_main)
     tracker.start(run_name_from_env(), to_flat_dict(params), dvc_tags(), run_id=run_id)

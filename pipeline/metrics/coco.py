@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 from typing import Any, Literal, Sequence
 
 import numpy as np
@@ -80,6 +81,8 @@ def _backend(name: str) -> tuple[Any, Any]:
     """(COCO, COCOeval) classes of the named backend."""
     if name == "faster":
         from faster_coco_eval import COCO, COCOeval_faster
+
+        logging.getLogger("faster_coco_eval").setLevel(logging.WARNING)  # INFO lines on every call
 
         return COCO, COCOeval_faster
     if name == "pycocotools":

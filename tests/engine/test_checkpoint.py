@@ -39,3 +39,18 @@ def test_digest_is_stable_and_sensitive():
     a = params_digest({"train": {"lr": 0.1, "epochs": 2}})
     assert a == params_digest({"train": {"epochs": 2, "lr": 0.1}})
     assert a != params_digest({"train": {"lr": 0.2, "epochs": 2}})
+
+
+def test_run_digest_changes_with_the_data_not_only_the_params():
+    # dvc exp run copies models/last.pt into the experiment: a run on other data must not resume it
+    from pipeline.config import ModelConfig, TrainConfig
+    from pipeline.data.dataset import Sample
+    from pipeline.engine.trainer import run_digest
+
+    a = Sample("train/a_0.jpg", "a", "a_0", 0, (1.0, 2.0, 30.0, 40.0), ("t/a_1.jpg",))
+    moved = Sample("train/a_0.jpg", "a", "a_0", 0, (1.0, 2.0, 31.0, 40.0), ("t/a_1.jpg",))
+    m, t = ModelConfig(), TrainConfig()
+    assert run_digest(m, t, 64, [a]) == run_digest(m, t, 64, [a])
+    assert run_digest(m, t, 64, [a]) != run_digest(m, t, 64, [moved])
+    assert run_digest(m, t, 64, [a]) != run_digest(m, t, 64, [a, a])
+    assert run_digest(m, t, 64, [a]) == run_digest(m, TrainConfig(workers=0, resume=False), 64, [a])
