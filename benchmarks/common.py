@@ -69,6 +69,37 @@ def measure(
     return Timing(tuple(times))
 
 
+def measure_interleaved(
+    fns: dict[str, Callable[[], Any]], warmup: int, rounds: int, device: torch.device | None = None,
+    max_seconds: float | None = None, min_rounds: int = 3,
+) -> dict[str, Timing]:
+    """Time several calls whose *ratio* is the figure: round by round, each call once per round
+    in turn, so that a slow spell of the machine (other load, clock changes) hits all of them
+    alike instead of whichever happened to be timed then, as back-to-back :func:`measure` runs
+    would. Warm-up as in :func:`measure`, per call. With ``max_seconds``, rounds stop once that
+    much time is spent (all calls together) and ``min_rounds`` rounds are done."""
+    dev = device or torch.device("cpu")
+    for fn in fns.values():
+        for _ in range(warmup):
+            start = time.perf_counter()
+            fn()
+            sync(dev)
+            if time.perf_counter() - start > WARM_ENOUGH_S:
+                break
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    spent = 0.0
+    for done in range(1, max(1, rounds) + 1):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            sync(dev)
+            times[name].append(time.perf_counter() - start)
+            spent += times[name][-1]
+        if max_seconds is not None and spent >= max_seconds and done >= min(min_rounds, rounds):
+            break
+    return {name: Timing(tuple(t)) for name, t in times.items()}
+
+
 @dataclass
 class Table:
     """One section's result: a markdown table, notes under it and the raw numbers for JSON."""

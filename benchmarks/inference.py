@@ -26,7 +26,7 @@ from benchmarks.common import (
     Table,
     Timing,
     fmt,
-    measure,
+    measure_interleaved,
     ratio,
     repeats_note,
 )
@@ -75,7 +75,7 @@ class InferenceSettings:
     batches: tuple[int, ...] = (1, 8)
     warmup: int = 2
     repeats: int = 20
-    max_seconds: float = 10.0  # per measurement: slow cases stop after 3 timed calls past this
+    max_seconds: float = 30.0  # per batch size and runtime, all calls together: slow cases stop after 3 rounds past this
     onnx: bool = True
 
 
@@ -174,10 +174,8 @@ def inference_section(settings: InferenceSettings, device: torch.device, scratch
                               config=case.name, batch=batch, runtime=name, error=runtime)
                     continue
                 fns = frame_fns(runtime, case, batch, inputs_on)
-                timings: dict[str, Timing] = {
-                    key: measure(fn, settings.warmup, settings.repeats, device, settings.max_seconds)
-                    for key, fn in fns.items()
-                }
+                timings: dict[str, Timing] = measure_interleaved(
+                    fns, settings.warmup, settings.repeats, device, settings.max_seconds)
                 re_ms = timings["re-encode"].median / batch * 1e3
                 cached_ms = timings["cached"].median / batch * 1e3
                 encode_ms = timings["encode"].median * 1e3
@@ -196,9 +194,10 @@ def inference_section(settings: InferenceSettings, device: torch.device, scratch
         "detect with one object's fused features (encoded once, broadcast over the batch) + postprocess; "
         "ms/frame = median call time / batch; fp32, inputs already at model size (no decoding or resizing); "
         f"ONNX Runtime: graphs of pipeline.export, intra-op threads: {torch.get_num_threads()} (as torch)",
-        f"{repeats_note('calls', settings.repeats, settings.max_seconds)} after up to {settings.warmup} warm-up "
-        f"call(s) (one for calls of over {WARM_ENOUGH_S:g} s); encode once: one object's K templates; vs eager: this row's "
-        "cached ms/frame over PyTorch eager's at the same batch",
+        f"{repeats_note('rounds', settings.repeats, settings.max_seconds)}, each round timing encode once, cached "
+        "and re-encode in turn (interleaved, so a slow spell of the machine hits all three alike), after up to "
+        f"{settings.warmup} warm-up call(s) each (one for calls of over {WARM_ENOUGH_S:g} s); encode once: one "
+        "object's K templates; vs eager: this row's cached ms/frame over PyTorch eager's at the same batch",
     ]
     return table
 

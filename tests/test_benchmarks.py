@@ -19,6 +19,7 @@ from benchmarks.inference import (
     inference_section,
     onnx_model,
 )
+from benchmarks.common import measure_interleaved
 from benchmarks.loader import LoaderSettings, find_or_make_data
 from benchmarks.resize_section import ResizeSettings
 from benchmarks.scoring import ScoringSettings
@@ -160,3 +161,20 @@ def test_cli_sections() -> None:
     assert parse_args(["--only", "metrics,resize", "--quick"]).only == ["metrics", "resize"]
     with pytest.raises(SystemExit):
         parse_args(["--only", "train,speed"])
+
+
+def test_interleaved_timing_takes_the_calls_in_turn() -> None:
+    calls: list[str] = []
+    fns = {name: (lambda name=name: calls.append(name)) for name in ("encode", "cached", "re-encode")}
+    timings = measure_interleaved(fns, warmup=1, rounds=4)
+    assert calls[:3] == ["encode", "cached", "re-encode"]  # one warm-up call each
+    assert calls[3:] == ["encode", "cached", "re-encode"] * 4  # then round by round, never in blocks
+    assert {name: len(t.times) for name, t in timings.items()} == {"encode": 4, "cached": 4, "re-encode": 4}
+
+
+def test_interleaved_timing_stops_after_its_budget_but_not_before_min_rounds() -> None:
+    calls: list[str] = []
+    fns = {"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}
+    timings = measure_interleaved(fns, warmup=0, rounds=50, max_seconds=0.0, min_rounds=3)
+    assert calls == ["a", "b"] * 3
+    assert all(len(t.times) == 3 for t in timings.values())

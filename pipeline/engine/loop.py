@@ -116,9 +116,9 @@ def train_one_epoch(
         for k, v in {**terms, "loss": loss}.items():
             sums[k] = sums.get(k, 0.0) + float(v.detach()) * n
         if hasattr(bar, "set_postfix"):
-            bar.set_postfix(loss=f"{float(loss):.3f}")
+            bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
         elif is_main and (i + 1) % (log_every * 5) == 0:
-            log.info("epoch %d: batch %d/%d, loss %.4f", epoch, i + 1, num_batches, float(loss))
+            log.info("epoch %d: batch %d/%d, loss %.4f", epoch, i + 1, num_batches, float(loss.detach()))
     elapsed = max(time.perf_counter() - started, 1e-9)
     out = {k: v / max(seen, 1) for k, v in sums.items()}
     out["lr"] = max(g["lr"] for g in optimizer.param_groups)
