@@ -42,6 +42,16 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _warm_up(fn: Callable[[], Any], calls: int, device: torch.device) -> None:
+    """Up to ``calls`` untimed calls; stops after one of over ``WARM_ENOUGH_S``."""
+    for _ in range(calls):
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        if time.perf_counter() - start > WARM_ENOUGH_S:
+            break
+
+
 def measure(
     fn: Callable[[], Any], warmup: int, repeats: int, device: torch.device | None = None,
     max_seconds: float | None = None, min_repeats: int = 3,
@@ -52,12 +62,7 @@ def measure(
     timing stops once that much time is spent and ``min_repeats`` calls are done, so slow cases
     get fewer repeats."""
     dev = device or torch.device("cpu")
-    for _ in range(warmup):
-        start = time.perf_counter()
-        fn()
-        sync(dev)
-        if time.perf_counter() - start > WARM_ENOUGH_S:
-            break
+    _warm_up(fn, warmup, dev)
     times: list[float] = []
     while len(times) < max(1, repeats):
         start = time.perf_counter()
@@ -80,12 +85,7 @@ def measure_interleaved(
     much time is spent (all calls together) and ``min_rounds`` rounds are done."""
     dev = device or torch.device("cpu")
     for fn in fns.values():
-        for _ in range(warmup):
-            start = time.perf_counter()
-            fn()
-            sync(dev)
-            if time.perf_counter() - start > WARM_ENOUGH_S:
-                break
+        _warm_up(fn, warmup, dev)
     times: dict[str, list[float]] = {name: [] for name in fns}
     spent = 0.0
     for done in range(1, max(1, rounds) + 1):

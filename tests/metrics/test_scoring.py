@@ -41,18 +41,51 @@ def test_coco_ap_golden_values_on_both_backends(backend):
     assert ap["AP50"] == pytest.approx(0.5)
 
 
-def test_faster_coco_eval_matches_pycocotools_on_random_frames():
-    from pipeline.metrics.coco import SIZE_BINS
-
-    rng = np.random.default_rng(3)
+def random_frames(seed: int = 3, frames: int = 300) -> tuple[list, list]:
+    """Per frame a truth (or None, one in five) and 0-5 noisy detections around it."""
+    rng = np.random.default_rng(seed)
     gts, dets = [], []
-    for _ in range(300):
+    for _ in range(frames):
         side = rng.uniform(10, 90, 2)
         xy = rng.uniform(0, 500, 2)
         gts.append(tuple(np.r_[xy, xy + side]) if rng.random() < 0.8 else None)
         n = int(rng.integers(0, 6))
         boxes = np.concatenate([xy + rng.normal(0, 8, (n, 2)), xy + side + rng.normal(0, 8, (n, 2))], axis=1)
         dets.append((boxes, rng.uniform(0, 1, n)))
+    return gts, dets
+
+
+def test_coco_ap_equals_pycocotools_own_loadres_path():
+    # coco_ap builds the result annotations itself (no loadRes); pycocotools' documented route
+    # (COCO json + loadRes + COCOeval.summarize) must give the same AP, AP50 and AP75
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    gts, dets = random_frames(5)
+    gt = COCO()
+    gt.dataset = {
+        "images": [{"id": i, "width": 10_000, "height": 10_000} for i in range(len(gts))],
+        "annotations": [{"id": i + 1, "image_id": i, "category_id": 1, "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]],
+                         "area": (b[2] - b[0]) * (b[3] - b[1]), "iscrowd": 0} for i, b in enumerate(gts) if b is not None],
+        "categories": [{"id": 1, "name": "target"}],
+    }
+    gt.createIndex()
+    results = [{"image_id": i, "category_id": 1, "bbox": [b[0], b[1], b[2] - b[0], b[3] - b[1]], "score": float(s)}
+               for i, (boxes, scores) in enumerate(dets) for b, s in zip(boxes, scores)]
+    ev = COCOeval(gt, gt.loadRes(results), iouType="bbox")
+    ev.evaluate()
+    ev.accumulate()
+    ev.summarize()
+    ours = coco_ap(gts, dets, backend="pycocotools")
+    assert 0.05 < ev.stats[0] < 0.95
+    assert [ours["AP"], ours["AP50"], ours["AP75"]] == pytest.approx(list(ev.stats[:3]), abs=1e-9)
+    assert coco_ap(gts, dets)["AP"] == pytest.approx(ev.stats[0], abs=1e-9)
+
+
+def test_faster_coco_eval_matches_pycocotools_on_random_frames():
+    from pipeline.metrics.coco import SIZE_BINS
+
+    gts, dets = random_frames(3)
     fast = coco_ap(gts, dets, None, SIZE_BINS, backend="faster")
     ref = coco_ap(gts, dets, None, SIZE_BINS, backend="pycocotools")
     assert fast.keys() == ref.keys()

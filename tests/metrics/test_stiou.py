@@ -110,3 +110,39 @@ def test_bad_submission_names_the_video():
     dup = [{"video_id": "v1", "detections": [{"bboxes": [{"frame": 1, "x1": 0, "y1": 0, "x2": 1, "y2": 1}] * 2}]}]
     with pytest.raises(BadDocument, match="frame 1 has two boxes"):
         score_submission(truth, dup)
+
+
+def test_sequence_table_equals_st_iou_per_sequence_on_random_frames():
+    rng = np.random.default_rng(3)
+    n = 400
+    seqs = [f"s{int(i)}" for i in rng.integers(0, 37, n)]  # shuffled, uneven lengths
+    frames = rng.permutation(n).tolist()
+
+    def boxes(p_none: float) -> list:
+        xy = rng.uniform(0, 50, (n, 2))
+        wh = rng.uniform(5, 30, (n, 2))
+        return [None if rng.random() < p_none else (*a, *(a + b)) for a, b in zip(xy, wh)]
+
+    truth, pred, smoothed = boxes(0.3), boxes(0.3), boxes(0.5)
+    table = sequence_table(seqs, seqs, frames, truth, pred, smoothed)
+    assert table["sequence_id"].tolist() == sorted(set(seqs))
+    for row in table.itertuples():
+        pos = [i for i in range(n) if seqs[i] == row.sequence_id]
+        assert row.frames == len(pos)
+        assert row.frames_with_target == sum(truth[i] is not None for i in pos)
+        assert row.frames_predicted_temporal == sum(smoothed[i] is not None for i in pos)
+        assert row.st_iou == pytest.approx(st_iou([truth[i] for i in pos], [pred[i] for i in pos]), abs=1e-12)
+        assert row.st_iou_temporal == pytest.approx(
+            st_iou([truth[i] for i in pos], [smoothed[i] for i in pos]), abs=1e-12)
+
+
+def test_st_iou_matches_torchvision_box_iou():
+    from torchvision.ops import box_iou
+    import torch
+
+    rng = np.random.default_rng(4)
+    a = rng.uniform(0, 40, (20, 2))
+    t = [tuple(v) for v in np.concatenate([a, a + rng.uniform(5, 20, (20, 2))], 1)]
+    p = [tuple(v) for v in np.concatenate([a + 3, a + 3 + rng.uniform(5, 20, (20, 2))], 1)]
+    golden = box_iou(torch.tensor(p, dtype=torch.float64), torch.tensor(t, dtype=torch.float64)).diagonal().mean()
+    assert st_iou(t, p) == pytest.approx(float(golden), abs=1e-12)
