@@ -54,7 +54,8 @@ def _number(value: Any) -> float | int | None:
 
 
 def metrics_diff(old: dict[str, Any], new: dict[str, Any], order: list[str] | None = None) -> pd.DataFrame:
-    """One row per metric whose value changed (added and removed ones too): metric, old, new, change.
+    """One row per metric whose value changed (added and removed ones too; values equal to 1e-9
+    relative count as unchanged): metric, old, new, change.
 
     ``change`` is ``new - old`` when both are numbers, else None. Rows follow ``order`` first, then
     the remaining keys sorted, so the table is the same on every run.
@@ -64,8 +65,9 @@ def metrics_diff(old: dict[str, Any], new: dict[str, Any], order: list[str] | No
     rows = []
     for key in ordered:
         a, b = _number(old.get(key)), _number(new.get(key))
-        if a == b and (key in old) == (key in new):
-            continue
+        same = a == b or (a is not None and b is not None and math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12))
+        if same and (key in old) == (key in new):
+            continue  # float round-off (another summation order) is not a change
         change = b - a if a is not None and b is not None else None
         rows.append({"metric": key, "old": a, "new": b, "change": change})
     # object dtype keeps integer counts (frames) integers next to float metrics

@@ -60,3 +60,8 @@ def test_integers_stay_integers_and_removed_metrics_show():
         {"metric": "gone", "old": 0.5, "new": None, "change": None},
     ]
     assert metrics_diff({"a": 1.0}, {"a": 1.0}).empty
+
+
+def test_float_round_off_is_no_change():
+    diff = metrics_diff({"st_iou": 0.6356661969469222, "AP": 0.5}, {"st_iou": 0.6356661969469223, "AP": 0.5001})
+    assert diff["metric"].tolist() == ["AP"]
