@@ -206,14 +206,25 @@ def _lookup(frame: pd.DataFrame | None, key_col: str) -> dict[str, dict[str, Any
     return {str(r[key_col]): r for r in frame.to_dict("records")}
 
 
+def _breakdown_start(
+    title: str, model: pd.DataFrame | None, missing_note: str, baseline: pd.DataFrame | None, key_col: str
+) -> tuple[list[str], dict[str, dict[str, Any]] | None]:
+    """The opening of a per-object / per-size / per-sequence section: its heading lines, and the
+    baseline's rows by ``key_col`` (empty without a baseline). Without the model's table the lines
+    end with ``missing_note`` and the rows are None: the section is complete."""
+    parts = [f"## {title}", ""]
+    if model is None:
+        return parts + [missing_note], None
+    return parts, _lookup(baseline, key_col)
+
+
 def per_object_section(inputs: ReportInputs) -> str:
     """Success, precision, ... per validation object; ``model / baseline`` when both exist."""
-    parts = ["## Per object", ""]
     model = inputs.model.per_object
-    if model is None:
-        parts.append(inputs.notes["per_object"])
+    parts, base = _breakdown_start("Per object", model, inputs.notes.get("per_object", ""),
+                                   inputs.baseline.per_object if inputs.baseline else None, "object_id")
+    if base is None:
         return "\n".join(parts)
-    base = _lookup(inputs.baseline.per_object if inputs.baseline else None, "object_id")
     with_base = bool(base)
     if with_base:
         parts += ["Cells read model / baseline.", ""]
@@ -244,12 +255,11 @@ def _px_range(lo: Any, hi: Any) -> str:
 
 def per_size_section(inputs: ReportInputs) -> str:
     """AP and success per object size (tiny, small, medium, large)."""
-    parts = ["## Per size", ""]
     model = inputs.model.per_size
-    if model is None:
-        parts.append(inputs.notes["per_size"])
+    parts, base = _breakdown_start("Per size", model, inputs.notes.get("per_size", ""),
+                                   inputs.baseline.per_size if inputs.baseline else None, "size")
+    if base is None:
         return "\n".join(parts)
-    base = _lookup(inputs.baseline.per_size if inputs.baseline else None, "size")
     with_base = bool(base)
     if with_base:
         parts += ["Cells read model / baseline.", ""]
@@ -267,12 +277,11 @@ def per_size_section(inputs: ReportInputs) -> str:
 
 def per_sequence_section(inputs: ReportInputs) -> str:
     """Spatio-temporal IoU per sequence (video), raw top-1 and after temporal post-processing."""
-    parts = ["## Per sequence (ST-IoU)", ""]
     model = inputs.model.sequences
-    if model is None:
-        parts.append(inputs.notes["sequences"])
+    parts, base = _breakdown_start("Per sequence (ST-IoU)", model, inputs.notes.get("sequences", ""),
+                                   inputs.baseline.sequences if inputs.baseline else None, "sequence_id")
+    if base is None:
         return "\n".join(parts)
-    base = _lookup(inputs.baseline.sequences if inputs.baseline else None, "sequence_id")
     with_base = bool(base)
     parts += ["ST-IoU: IoU summed over the frames where truth and answer both exist, divided by the frames where "
               "either does (every false-positive or missed frame costs a whole box); the headline value is the mean "
