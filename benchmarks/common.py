@@ -42,16 +42,6 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _warm_up(fn: Callable[[], Any], calls: int, device: torch.device) -> None:
-    """Up to ``calls`` untimed calls; stops after one of over ``WARM_ENOUGH_S``."""
-    for _ in range(calls):
-        start = time.perf_counter()
-        fn()
-        sync(device)
-        if time.perf_counter() - start > WARM_ENOUGH_S:
-            break
-
-
 def measure(
     fn: Callable[[], Any], warmup: int, repeats: int, device: torch.device | None = None,
     max_seconds: float | None = None, min_repeats: int = 3,
@@ -60,18 +50,8 @@ def measure(
     then up to ``repeats`` times timed, each call on its own. Warm-up stops after a call of over
     ``WARM_ENOUGH_S`` (first-call costs are a small share of such a call). With ``max_seconds``,
     timing stops once that much time is spent and ``min_repeats`` calls are done, so slow cases
-    get fewer repeats."""
-    dev = device or torch.device("cpu")
-    _warm_up(fn, warmup, dev)
-    times: list[float] = []
-    while len(times) < max(1, repeats):
-        start = time.perf_counter()
-        fn()
-        sync(dev)
-        times.append(time.perf_counter() - start)
-        if max_seconds is not None and sum(times) >= max_seconds and len(times) >= min(min_repeats, repeats):
-            break
-    return Timing(tuple(times))
+    get fewer repeats. (:func:`measure_interleaved` with one call.)"""
+    return measure_interleaved({"fn": fn}, warmup, repeats, device, max_seconds, min_repeats)["fn"]
 
 
 def measure_interleaved(
@@ -85,7 +65,12 @@ def measure_interleaved(
     much time is spent (all calls together) and ``min_rounds`` rounds are done."""
     dev = device or torch.device("cpu")
     for fn in fns.values():
-        _warm_up(fn, warmup, dev)
+        for _ in range(warmup):
+            start = time.perf_counter()
+            fn()
+            sync(dev)
+            if time.perf_counter() - start > WARM_ENOUGH_S:
+                break
     times: dict[str, list[float]] = {name: [] for name in fns}
     spent = 0.0
     for done in range(1, max(1, rounds) + 1):

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from benchmarks import inference as inference_module
+from benchmarks.common import measure_interleaved
 from benchmarks.inference import (
     NOT_AVAILABLE,
     InferenceCase,
@@ -19,7 +20,6 @@ from benchmarks.inference import (
     inference_section,
     onnx_model,
 )
-from benchmarks.common import measure_interleaved
 from benchmarks.loader import LoaderSettings, find_or_make_data
 from benchmarks.resize_section import ResizeSettings
 from benchmarks.scoring import ScoringSettings
@@ -112,7 +112,8 @@ def test_every_section_prints_its_table(tmp_path: Path, cpn_root: Path, one_thre
     assert [r[0].strip() for r in metrics.rows[1:]] == [
         "of which COCO AP (faster-coco-eval, with size bins)",
         "same AP with pycocotools (the reference; not used)",
-        "of which top-1 table + summary"]
+        "of which top-1 table + summary",
+        "of which ST-IoU per sequence"]
     assert metrics.rows[0][-1].startswith("n/a")  # target is for 10,000 frames
     assert any("the time of pycocotools" in n for n in metrics.notes)
 

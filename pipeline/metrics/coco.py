@@ -60,7 +60,7 @@ def coco_ap(
     gt, dt = coco_cls(), coco_cls()
     gt.dataset = {"images": images, "annotations": anns, "categories": categories}
     # The results as loadRes would make them (id, area = w * h, iscrowd 0), without its per-box
-    # Python pass that adds an unused polygon to every box: half the time of the whole AP.
+    # Python pass that adds an unused polygon to every box (0.6 of 2.6 s for 10,000 frames, profiled).
     dt.dataset = {"images": images, "annotations": results, "categories": categories}
     with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress chatter
         gt.createIndex()

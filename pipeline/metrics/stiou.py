@@ -104,7 +104,7 @@ def sequence_table(
     has_t, has_p, iou = frame_terms(truth, pred)
     frames = pd.DataFrame({
         "sequence_id": [str(s) for s in sequence_ids], "object_id": [str(o) for o in object_ids],
-        "frame_index": np.asarray(frame_indices, dtype=np.int64) if len(frame_indices) else np.zeros(0, np.int64),
+        "frame_index": np.asarray(frame_indices, dtype=np.int64),
         "truth": has_t, "pred": has_p, "iou": iou, "union": has_t | has_p,
     })
     columns = {"frames": ("truth", "size"), "frames_with_target": ("truth", "sum"),
