@@ -25,6 +25,11 @@ if TYPE_CHECKING:  # config is read only by the builders
 __all__ = ["ReferenceDetector", "build_detector", "build_criterion"]
 
 
+def _resize(x: Tensor, size: Sequence[int]) -> Tensor:
+    """``x [B, C, h, w]`` bilinearly resized to ``size`` (returned as is when it already fits)."""
+    return x if tuple(x.shape[-2:]) == tuple(size) else F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
+
+
 def _pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
     """Zero-pad the bottom/right of ``[..., H, W]`` up to multiples of ``multiple``."""
     h, w = x.shape[-2:]
@@ -184,43 +189,41 @@ class ReferenceDetector(nn.Module):
         h, w = image_size
         size0 = feats[0].shape[-2:]
         level_w = self.level_logits.softmax(0)
+        # The joint head reads the weighted sum of the full correlation maps; everything else only
+        # their channel means (cosine similarity per cell). Bilinear upsampling is linear, so the
+        # mean is taken before upsampling: one channel is resized instead of fpn_channels.
+        need_fused = self.match_head is None
+        need_cosines = self.match_head is not None or self.similarity_gain is not None
         fused = matched = None
-        cosines = []  # per level: channel mean of the normalised correlation = cosine similarity
+        cosines = []  # per level [B, 1, H0, W0] fp32: channel mean of the normalised correlation
         for i, (f, t) in enumerate(zip(feats, templates_encoded)):
             if t.shape[0] != b:
                 if t.shape[0] != 1:
                     raise ValueError(f"detect: template batch {t.shape[0]} does not match search batch {b}")
                 t = t.expand(b, *t.shape[1:])
             c = self.correlation(f, t)
-            if c.shape[-2:] != size0:
-                c = F.interpolate(c, size=size0, mode="bilinear", align_corners=False)
-            if self.match_head is not None:  # only the factorized head reads them
-                cosines.append(c.float().mean(1, keepdim=True))
-            c = c * level_w[i].to(c.dtype)
-            fused = c if fused is None else fused + c
+            if need_cosines:
+                cosines.append(_resize(c.float().mean(1, keepdim=True), size0))
+            if need_fused:
+                c = _resize(c, size0) * level_w[i].to(c.dtype)
+                fused = c if fused is None else fused + c
             if self.matching is not None:
-                m = self.matching(f, t)
-                if m.shape[-2:] != size0:
-                    m = F.interpolate(m, size=size0, mode="bilinear", align_corners=False)
-                m = m * level_w[i]
+                m = _resize(self.matching(f, t), size0) * level_w[i]
                 matched = m if matched is None else matched + m
-        # channel mean of the (normalised) correlation = cosine similarity per cell, in [-1, 1];
-        # centred per image so that only contrast (this cell matches better) moves the logit
-        similarity = fused.float().mean(1)
-        similarity = similarity - similarity.mean(dim=(1, 2), keepdim=True)
+        dtype = feats[0].dtype if fused is None else fused.dtype
         similarities: list[Tensor] = []
         if self.matching is not None:
-            similarities.append(matched.to(fused.dtype))
+            similarities.append(matched.to(dtype))
         if self.colour_bins:
             reference = templates_encoded[-1].flatten(1)
             if reference.shape[0] != b:
                 reference = reference.expand(b, -1)
             colour = colour_similarity(search, reference, self.stride, self.colour_windows, self.colour_bins)
             colour = F.pad(colour, (0, size0[1] - colour.shape[-1], 0, size0[0] - colour.shape[-2]))
-            similarities.append(colour.to(fused.dtype))
+            similarities.append(colour.to(dtype))
         if self.match_head is not None:
             logits, raw = self.head(feats[0])
-            match_in = torch.cat([c.to(fused.dtype) for c in cosines] + similarities, dim=1)  # [B, levels + sims, H0, W0]
+            match_in = torch.cat([c.to(dtype) for c in cosines] + similarities, dim=1)  # [B, levels + sims, H0, W0]
             match = self.match_head(match_in)
             logits = and_logits(logits, match) if self.match_gate == "and" else logits + match
         else:
@@ -229,6 +232,10 @@ class ReferenceDetector(nn.Module):
         h0, w0 = -(-h // self.stride), -(-w // self.stride)
         logits = logits[:, 0, :h0, :w0]
         if self.similarity_gain is not None:
+            # level-weighted cosine similarity per cell, in [-1, 1]; centred per image so that
+            # only contrast (this cell matches better) moves the logit
+            similarity = sum(w * cos[:, 0] for w, cos in zip(level_w.float(), cosines))
+            similarity = similarity - similarity.mean(dim=(1, 2), keepdim=True)
             logits = logits + self.similarity_gain * similarity[:, :h0, :w0].to(logits.dtype)
         ltrb = ltrb_from_raw(raw[:, :, :h0, :w0], self.stride)
         return {

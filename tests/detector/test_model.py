@@ -245,3 +245,22 @@ def test_factorized_and_gate_caps_the_score_by_the_match():
     assert torch.sigmoid(out["logits"]).max() < torch.sigmoid(torch.tensor(-2.5))
     with pytest.raises(ValueError, match="match_gate must be"):
         tiny(head="factorized", match_gate="or")
+
+
+def test_match_head_cosines_are_channel_means_of_the_upsampled_correlation():
+    # the cosines are averaged before upsampling (one channel resized, not fpn_channels); bilinear
+    # resizing is linear, so they must equal the mean of each level's upsampled correlation map
+    torch.manual_seed(0)
+    model = tiny(levels=(2, 3, 4), head="factorized", similarity_skip=False).eval()
+    seen = {}
+    model.match_head.register_forward_hook(lambda mod, args, out: seen.update(x=args[0]))
+    templates, search = torch.rand(1, 2, 3, 32, 32), torch.rand(1, 3, 96, 128)
+    with torch.no_grad():
+        model(templates, search)
+        feats = model._features(search)
+        encoded = model.encode_templates(templates)
+        size0 = feats[0].shape[-2:]
+        expected = [torch.nn.functional.interpolate(model.correlation(f, t), size=size0, mode="bilinear",
+                                                    align_corners=False).mean(1) for f, t in zip(feats, encoded)]
+    assert seen["x"].shape[1] == 3
+    torch.testing.assert_close(seen["x"], torch.stack(expected, 1), rtol=1e-5, atol=1e-6)
