@@ -7,7 +7,8 @@ frames once ``set_templates`` has run (``detect`` on the fused features of one o
 over the batch, then ``postprocess``); *re-encode* is ``model(templates, search)`` per batch, i.e.
 ``encode_templates`` of every frame's K templates followed by the same ``detect`` and
 ``postprocess``. Inputs are float tensors already at the model's sizes (image decoding and
-resizing are the same in both and left out). fp32, as the Detector runs.
+resizing are the same in both and left out). PyTorch runs in fp32 and under the device's autocast
+dtype (bf16 on CPU, fp16 on CUDA: ``evaluate.amp: auto``); ONNX Runtime in fp32, as exported.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from pipeline.config import Params
 from pipeline.detector import build_detector
 from pipeline.detector.model import ReferenceDetector
 from pipeline.detector.postprocess import postprocess
+from pipeline.engine.amp import Precision, resolve_precision
 
 #: The issue's target for cached / re-encode time per frame.
 TARGET = 0.6
@@ -80,18 +82,20 @@ class InferenceSettings:
 
 
 class EagerModel:
-    """The PyTorch model under ``inference_mode`` (as the Detector runs it)."""
+    """The PyTorch model under ``inference_mode`` and ``precision``'s autocast (as the Detector runs it)."""
 
-    def __init__(self, model: ReferenceDetector):
+    def __init__(self, model: ReferenceDetector, precision: Precision):
         self.model = model.eval()
+        self.precision = precision
 
     def encode_templates(self, templates: torch.Tensor, mask: torch.Tensor | None = None) -> list[torch.Tensor]:
-        with torch.inference_mode():
+        with torch.inference_mode(), self.precision.autocast():
             return self.model.encode_templates(templates, mask)
 
     def detect(self, search: torch.Tensor, templates_encoded: Any) -> dict[str, Any]:
-        with torch.inference_mode():
-            return self.model.detect(search, templates_encoded)
+        with torch.inference_mode(), self.precision.autocast():
+            out = self.model.detect(search, templates_encoded)
+        return {**out, "logits": out["logits"].float(), "boxes": out["boxes"].float()}
 
 
 def onnx_model(model: ReferenceDetector, case: InferenceCase, folder: Path, device: torch.device) -> DetectorModel | str:
@@ -164,7 +168,10 @@ def inference_section(settings: InferenceSettings, device: torch.device, scratch
         if settings.onnx and case.onnx:
             folder = Path(tempfile.mkdtemp(prefix=f"onnx-{case.name}-", dir=scratch))
             onnx = onnx_model(model, case, folder, device)
-        runtimes = [("PyTorch eager", EagerModel(model.to(device)), device),
+        model = model.to(device)
+        low = resolve_precision("auto", device)
+        runtimes = [("PyTorch eager", EagerModel(model, resolve_precision("off", device)), device),
+                    (f"PyTorch eager {low.name}", EagerModel(model, low), device),
                     ("ONNX Runtime", onnx, torch.device("cpu"))]
         for batch in case.batches or settings.batches:
             eager_cached: float | None = None
@@ -192,12 +199,13 @@ def inference_section(settings: InferenceSettings, device: torch.device, scratch
     table.notes += [
         "re-encode: encode_templates of each frame's K templates + detect + postprocess per batch; cached: "
         "detect with one object's fused features (encoded once, broadcast over the batch) + postprocess; "
-        "ms/frame = median call time / batch; fp32, inputs already at model size (no decoding or resizing); "
-        f"ONNX Runtime: graphs of pipeline.export, intra-op threads: {torch.get_num_threads()} (as torch)",
+        "ms/frame = median call time / batch; inputs already at model size (no decoding or resizing); "
+        "PyTorch eager: fp32; PyTorch eager bf16 / fp16: under autocast (evaluate.amp: auto); "
+        f"ONNX Runtime: fp32 graphs of pipeline.export, intra-op threads: {torch.get_num_threads()} (as torch)",
         f"{repeats_note('rounds', settings.repeats, settings.max_seconds)}, each round timing encode once, cached "
         "and re-encode in turn (interleaved, so a slow spell of the machine hits all three alike), after up to "
         f"{settings.warmup} warm-up call(s) each (one for calls of over {WARM_ENOUGH_S:g} s); encode once: one "
-        "object's K templates; vs eager: this row's cached ms/frame over PyTorch eager's at the same batch",
+        "object's K templates; vs eager: this row's cached ms/frame over PyTorch eager (fp32)'s at the same batch",
     ]
     return table
 

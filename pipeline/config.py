@@ -147,6 +147,7 @@ class EvaluateConfig:
     max_detections: int = field(default=10, metadata=_range(1))
     flip_tta: bool = False
     gallery_frames: int = field(default=6, metadata=_range(1))
+    amp: Literal["auto", "fp16", "bf16", "off"] = "auto"
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ from pipeline.config import TemporalConfig, load_params
 from pipeline.data.dataset import read_rgb
 from pipeline.data.formats.common import IMAGE_EXTS
 from pipeline.data.formats.video import TEMPLATE_DIR, VIDEO_NAME, sample_folders
+from pipeline.engine.amp import AMP_MODES, resolve_precision
 from pipeline.inference.detector import Detections, Detector
 from pipeline.inference.stream import VideoAnswers, search_video, submission, submission_entry
 from pipeline.io import write_csv, write_json
@@ -73,6 +74,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--flip-tta", action="store_true", help="also search mirrored images (2x time)")
     parser.add_argument("--batch-size", type=int, default=8, help="images per model call (8)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    parser.add_argument("--amp", choices=AMP_MODES, default="auto",
+                        help="autocast precision: auto (bf16 on CPU, fp16 on CUDA; the evaluate stage's default), "
+                             "bf16, fp16 (CUDA only), off (fp32)")
     parser.add_argument("--visualize", action="store_true", help="write images with the boxes drawn")
     args = parser.parse_args(argv)
     if not 0.0 <= args.score_threshold <= 1.0:
@@ -120,6 +124,15 @@ def pick_device(name: str | None) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"--device: {name!r} requested but CUDA is not available")
     return device
+
+
+def load_detector(args: argparse.Namespace, score_threshold: float, max_detections: int) -> Detector:
+    """The checkpoint's model on ``--device`` in ``--amp`` precision, with ``--nms-iou`` and ``--flip-tta``."""
+    device = pick_device(args.device)
+    return Detector.from_checkpoint(
+        args.checkpoint, device, score_threshold=score_threshold, nms_iou=args.nms_iou, max_detections=max_detections,
+        flip_tta=args.flip_tta, amp=resolve_precision(args.amp, device, key="--amp"),
+    )
 
 
 def predictions_table(images: Sequence[Path], detections: Sequence[Detections]) -> pd.DataFrame:
@@ -205,10 +218,7 @@ def predict_videos(args: argparse.Namespace) -> None:
     else:
         videos = dataset_videos(args.dataset)
     # With the filter, the detector keeps every score: the filter's own thresholds decide.
-    detector = Detector.from_checkpoint(
-        args.checkpoint, pick_device(args.device), score_threshold=0.0 if temporal else args.score_threshold,
-        nms_iou=args.nms_iou, max_detections=1, flip_tta=args.flip_tta,
-    )
+    detector = load_detector(args, score_threshold=0.0 if temporal else args.score_threshold, max_detections=1)
     entries, total = [], None
     for vid, path, templates in videos:
         detector.set_templates(templates)
@@ -234,10 +244,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     templates = image_files(args.templates, "template")
     search = image_files(args.search, "search")
-    detector = Detector.from_checkpoint(
-        args.checkpoint, pick_device(args.device), score_threshold=args.score_threshold, nms_iou=args.nms_iou,
-        max_detections=args.max_detections, flip_tta=args.flip_tta,
-    )
+    detector = load_detector(args, score_threshold=args.score_threshold, max_detections=args.max_detections)
     detector.set_templates(templates)
     detections = detector.predict(search, batch_size=args.batch_size)
     args.out.mkdir(parents=True, exist_ok=True)

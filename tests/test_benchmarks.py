@@ -103,9 +103,10 @@ def test_every_section_prints_its_table(tmp_path: Path, cpn_root: Path, one_thre
     assert inf.columns[:6] == ["config", "batch", "runtime", "re-encode ms/frame", "cached ms/frame",
                                "cached / re-encode"]
     assert [(r[1], r[2]) for r in inf.rows] == [
-        ("1", "PyTorch eager"), ("1", "ONNX Runtime"), ("2", "PyTorch eager"), ("2", "ONNX Runtime")]
-    assert inf.rows[1][3].startswith("n/a")  # ONNX switched off here: a row that says so
-    assert inf.rows[0][5].endswith("×")
+        ("1", "PyTorch eager"), ("1", "PyTorch eager bf16"), ("1", "ONNX Runtime"),
+        ("2", "PyTorch eager"), ("2", "PyTorch eager bf16"), ("2", "ONNX Runtime")]
+    assert inf.rows[2][3].startswith("n/a")  # ONNX switched off here: a row that says so
+    assert inf.rows[0][5].endswith("×") and inf.rows[1][7].endswith("×")  # bf16 vs fp32 eager, same run
 
     metrics = tables["metrics"]
     assert metrics.rows[0][0].startswith("score_detections")
@@ -143,7 +144,7 @@ def test_onnx_rows_are_filled_when_the_export_exists(tmp_path: Path, one_thread:
     params = tiny_params()
     settings = InferenceSettings((InferenceCase("demo", params, templates=2),), batches=(2,), warmup=0, repeats=1)
     table = inference_section(settings, torch.device("cpu"), tmp_path)
-    onnx_row = table.rows[1]
+    onnx_row = table.rows[2]
     assert onnx_row[2] == "ONNX Runtime"
     assert not onnx_row[3].startswith("n/a"), onnx_row[3]  # exported, loaded and timed
     assert onnx_row[7].endswith("×")  # vs eager, same run

@@ -88,3 +88,12 @@ def test_stage_mode_scores_the_val_split(workdir, cpn_root):
     metrics = json.loads(paths.evaluation.metrics.read_text())
     val = read_manifest(paths.manifest).query("split == 'val'")
     assert metrics["frames"] == len(val) and metrics["objects"] == val["object_id"].nunique()
+
+
+def test_fp16_on_the_cpu_is_an_error_naming_the_key(workdir, cpn_root):
+    from pipeline.config import ConfigError
+
+    (workdir / "params.yaml").write_text("templates: {size: 32, workers: 1}\nevaluate: {amp: fp16}\n")
+    with pytest.raises(ConfigError, match="evaluate.amp: fp16 needs a CUDA device"):
+        main(["--data", str(cpn_root)])
+    assert not (workdir / f"evaluation-{cpn_root.name}").exists()

@@ -63,7 +63,7 @@ def test_predictions_csv_and_visualizations(checkpoint, data, tmp_path):
     assert set(table["image"]) == {str(frames / name) for name in FRAMES}  # threshold 0: every frame has a hit
     assert table.groupby("image").size().max() <= 3
     # one row per detection, equal to the API's answer, in each image's own pixels
-    det = Detector.from_checkpoint(checkpoint, score_threshold=0.0, max_detections=3)
+    det = Detector.from_checkpoint(checkpoint, score_threshold=0.0, max_detections=3, amp="auto")  # --amp's default
     det.set_templates(sorted(refs.iterdir()))
     for name, (w, h) in FRAMES.items():
         rows = table[table["image"] == str(frames / name)]
@@ -84,6 +84,20 @@ def test_files_threshold_and_flip_tta(checkpoint, data, tmp_path):
     table = pd.read_csv(out / "predictions.csv")
     assert list(table.columns) == ["image", "x1", "y1", "x2", "y2", "score"] and len(table) == 0
     assert not list(out.glob("*_pred.jpg"))  # no --visualize
+
+
+def test_amp_off_is_fp32_and_fp16_needs_cuda(checkpoint, data, tmp_path):
+    from pipeline.config import ConfigError
+
+    refs, frames = data
+    run(checkpoint, refs, frames / "a.jpg", tmp_path / "out", "--score-threshold", "0", "--amp", "off")
+    det = Detector.from_checkpoint(checkpoint, score_threshold=0.0)  # the API's default: fp32
+    det.set_templates(sorted(refs.iterdir()))
+    table = pd.read_csv(tmp_path / "out" / "predictions.csv")
+    np.testing.assert_allclose(table["score"].to_numpy(), det.predict(frames / "a.jpg").scores, atol=1e-4)
+    with pytest.raises(ConfigError, match="--amp: fp16 needs a CUDA device"):
+        run(checkpoint, refs, frames, tmp_path / "fp16", "--amp", "fp16", "--device", "cpu")
+    assert not (tmp_path / "fp16").exists()
 
 
 @pytest.mark.parametrize(

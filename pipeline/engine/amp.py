@@ -35,13 +35,22 @@ class Precision:
         return torch.amp.GradScaler(self.device_type, enabled=self.uses_scaler)
 
 
-def resolve_precision(mode: str, device: torch.device) -> Precision:
-    """``auto`` = fp16 on CUDA, bf16 on CPU; ``fp16`` on CPU is refused (CPU kernels are slow/absent)."""
+#: The accepted precision modes (``train.amp``, ``evaluate.amp``, ``predict --amp``).
+AMP_MODES = ("auto", "fp16", "bf16", "off")
+
+
+def resolve_precision(mode: str, device: torch.device, key: str = "train.amp") -> Precision:
+    """``auto`` = fp16 on CUDA, bf16 on CPU; ``fp16`` on CPU is refused (CPU kernels are slow/absent).
+
+    ``key`` names the setting in the error raised for a bad ``mode`` (a :class:`ConfigError`).
+    """
     kind = device.type
+    if mode not in AMP_MODES:
+        raise ConfigError(f"{key}: {mode!r} is not one of {', '.join(AMP_MODES)}")
     if mode == "off":
         return Precision(kind, None)
     if mode == "auto":
         return Precision(kind, torch.float16 if kind == "cuda" else torch.bfloat16)
     if mode == "fp16" and kind != "cuda":
-        raise ConfigError("train.amp: fp16 needs a CUDA device; use bf16 or auto on CPU")
+        raise ConfigError(f"{key}: fp16 needs a CUDA device; use bf16 or auto on CPU")
     return Precision(kind, torch.float16 if mode == "fp16" else torch.bfloat16)

@@ -30,6 +30,7 @@ from pipeline.data.dataset import Sample, _resize, read_frame
 from pipeline.data.imageio import PAD_MODES, PadMode, image_size, pad_to_square, square_template
 from pipeline.detector.model import ReferenceDetector, build_detector
 from pipeline.detector.postprocess import postprocess
+from pipeline.engine.amp import Precision, resolve_precision
 from pipeline.engine.checkpoint import load_checkpoint
 
 if TYPE_CHECKING:  # imported lazily: onnxruntime is needed only for from_onnx
@@ -69,6 +70,10 @@ class Detector:
         device: where the model runs (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ...).
         template_pad, template_pad_value: how references are padded to a square; must match the
             ``templates`` params the model was trained with (default: the pipeline's default).
+        amp: autocast precision of the PyTorch model: ``"off"`` (fp32), ``"bf16"``, ``"fp16"``
+            (CUDA only) or ``"auto"`` (bf16 on CPU, fp16 on CUDA), or a resolved
+            :class:`~pipeline.engine.amp.Precision`. Boxes and scores come back in fp32 either
+            way. An ONNX model runs as exported and takes ``"off"`` only.
     """
 
     def __init__(
@@ -84,6 +89,7 @@ class Detector:
         device: str | torch.device = "cpu",
         template_pad: PadMode = "constant",
         template_pad_value: int = 0,
+        amp: str | Precision = "off",
     ) -> None:
         if len(search_size) != 2 or min(search_size) < 1:
             raise ValueError(f"search_size must be (width, height) > 0, got {search_size!r}")
@@ -92,6 +98,12 @@ class Detector:
         if template_size < 1 or max_detections < 1:
             raise ValueError(f"template_size and max_detections must be >= 1, got {template_size}, {max_detections}")
         self.device = torch.device(device)
+        self.precision = amp if isinstance(amp, Precision) else resolve_precision(amp, self.device, key="amp")
+        if self.precision.device_type != self.device.type:
+            raise ValueError(f"amp: resolved for {self.precision.device_type}, but the model runs on {self.device}")
+        if self.precision.dtype is not None and not isinstance(model, nn.Module):
+            raise ValueError(f"amp: {self.precision.name} applies to PyTorch models; an ONNX model runs as exported "
+                             "(use amp='off')")
         self.model = model.eval().to(self.device) if isinstance(model, nn.Module) else model
         self.template_size = int(template_size)
         self.search_size = (int(search_size[0]), int(search_size[1]))
@@ -172,7 +184,7 @@ class Detector:
         arrays = [self._square(item) for item in items]
         templates = torch.from_numpy(np.stack([to_tensor_array(a) for a in arrays]))[None]
         self._templates = templates.to(self.device)
-        with torch.inference_mode():
+        with torch.inference_mode(), self.precision.autocast():
             self._encoded = self.model.encode_templates(self._templates)
         self._encoded_flipped = None
 
@@ -231,7 +243,8 @@ class Detector:
         if self.flip_tta:
             if self._encoded_flipped is None:  # the mirrored frame is searched for the mirrored object
                 assert self._templates is not None
-                self._encoded_flipped = self.model.encode_templates(self._templates.flip(-1))
+                with self.precision.autocast():
+                    self._encoded_flipped = self.model.encode_templates(self._templates.flip(-1))
             width = search.shape[-1]
             mirrored = self._detect(search.flip(-1), self._encoded_flipped)
             per_frame = [
@@ -243,9 +256,10 @@ class Detector:
         return out
 
     def _detect(self, search: Tensor, encoded: Sequence[Tensor]) -> list[tuple[Tensor, Tensor]]:
-        outputs = self.model.detect(search, encoded)
+        with self.precision.autocast():
+            outputs = self.model.detect(search, encoded)
         return postprocess(
-            outputs["logits"], outputs["boxes"], self.score_threshold, self.nms_iou, self.max_detections
+            outputs["logits"].float(), outputs["boxes"].float(), self.score_threshold, self.nms_iou, self.max_detections
         )
 
     def _merge(self, boxes: Tensor, scores: Tensor, boxes2: Tensor, scores2: Tensor) -> tuple[Tensor, Tensor]:

@@ -17,6 +17,10 @@ def test_auto_is_bf16_on_cpu_and_fp16_with_scaler_on_cuda():
 def test_fp16_on_cpu_is_a_config_error():
     with pytest.raises(ConfigError, match="train.amp: fp16 needs a CUDA device"):
         resolve_precision("fp16", torch.device("cpu"))
+    with pytest.raises(ConfigError, match="evaluate.amp: fp16 needs a CUDA device"):
+        resolve_precision("fp16", torch.device("cpu"), key="evaluate.amp")
+    with pytest.raises(ConfigError, match="--amp: 'fp8' is not one of auto, fp16, bf16, off"):
+        resolve_precision("fp8", torch.device("cuda"), key="--amp")
 
 
 def test_bf16_autocast_runs_matmul_in_bf16_on_cpu():

@@ -183,3 +183,32 @@ def test_from_checkpoint_rebuilds_model(tmp_path):
     save_checkpoint(tmp_path / "old.pt", {"model": src.state_dict()})
     with pytest.raises(UserError, match="old.pt.*model_config"):
         Detector.from_checkpoint(tmp_path / "old.pt")
+
+
+def test_bf16_autocast_keeps_the_fp32_detections_close(model):
+    # an untrained model's scores are nearly flat, so compare the score maps, not the ranking
+    templates, frames = [rgb(T, T, 1), rgb(T, T, 2)], [rgb(*SEARCH, 20 + i) for i in range(2)]
+    fp32, bf16 = detector(model), detector(model, amp="bf16")
+    assert fp32.precision.dtype is None and bf16.precision.dtype == torch.bfloat16
+    for d in (fp32, bf16):
+        d.set_templates(templates)
+    assert bf16._encoded[0].dtype == torch.bfloat16  # the cached encoding is made under autocast
+    search = torch.from_numpy(np.stack([to_tensor_array(f) for f in frames]))
+    with torch.inference_mode():
+        a = model.detect(search, fp32._encoded)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            b = model.detect(search, bf16._encoded)
+    torch.testing.assert_close(torch.sigmoid(b["logits"].float()), torch.sigmoid(a["logits"]), atol=0.02, rtol=0)
+    torch.testing.assert_close(b["boxes"].float(), a["boxes"], atol=2.0, rtol=0.02)
+    for got in bf16.predict(frames):  # what predict returns stays fp32
+        assert got.boxes.dtype == np.float32 and got.scores.dtype == np.float32 and len(got.scores) > 0
+
+
+def test_amp_mode_errors_name_the_setting(model):
+    from pipeline.config import ConfigError
+
+    with pytest.raises(ConfigError, match="amp: fp16 needs a CUDA device"):
+        detector(model, amp="fp16")
+    with pytest.raises(ConfigError, match="amp: 'half' is not one of auto, fp16, bf16, off"):
+        detector(model, amp="half")
+    assert detector(model, amp="auto").precision.dtype == torch.bfloat16  # auto on the CPU

@@ -86,6 +86,8 @@ def test_from_onnx_takes_detector_options(exported):
     det = Detector.from_onnx(exported.onnx, score_threshold=0.7, max_detections=2, flip_tta=True, template_pad="edge")
     assert (det.score_threshold, det.max_detections, det.flip_tta, det.template_pad) == (0.7, 2, True, "edge")
     assert str(det.device) == "cpu" and det.model.providers == ["CPUExecutionProvider"]
+    with pytest.raises(ValueError, match="ONNX model runs as exported"):
+        Detector.from_onnx(exported.onnx, amp="bf16")
 
 
 def test_foreign_or_mixed_exports_are_user_errors(exported, tmp_path):
