@@ -56,7 +56,8 @@ def videos(tmp_path) -> Path:
 
 def _expected_answers(clip: Path, cfg: TemporalConfig | None, threshold: float = 0.3) -> list:
     """What predict must answer for ``clip``: the Detector API on every decoded frame, then the filter."""
-    det = Detector.from_checkpoint("models/best.pt", score_threshold=0.0 if cfg else threshold, max_detections=1)
+    det = Detector.from_checkpoint("models/best.pt", score_threshold=0.0 if cfg else threshold, max_detections=1,
+                                   amp="auto")  # predict's --amp default
     det.set_templates(sorted((clip.parent / "object_images").iterdir()))
     frames = [cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB) for _, bgr in VideoFrames(clip)]
     found = det.predict(frames)
