@@ -94,8 +94,7 @@ class EagerModel:
 
     def detect(self, search: torch.Tensor, templates_encoded: Any) -> dict[str, Any]:
         with torch.inference_mode(), self.precision.autocast():
-            out = self.model.detect(search, templates_encoded)
-        return {**out, "logits": out["logits"].float(), "boxes": out["boxes"].float()}
+            return self.model.detect(search, templates_encoded)
 
 
 def onnx_model(model: ReferenceDetector, case: InferenceCase, folder: Path, device: torch.device) -> DetectorModel | str:

@@ -22,6 +22,11 @@ class ConfigError(ValueError):
     """A params file or a value in it is invalid; the message names the key."""
 
 
+#: Autocast precision modes (``train.amp``, ``evaluate.amp``; resolved per device by
+#: :func:`pipeline.engine.amp.resolve_precision`).
+AmpMode = Literal["auto", "fp16", "bf16", "off"]
+
+
 def _range(lo: float | None = None, hi: float | None = None, *, lo_open: bool = False) -> dict:
     return {"lo": lo, "hi": hi, "lo_open": lo_open}
 
@@ -117,7 +122,7 @@ class TrainConfig:
     warmup_epochs: float = field(default=1.0, metadata=_range(0.0))
     grad_clip: float = field(default=1.0, metadata=_range(0.0))
     freeze_backbone_epochs: int = field(default=0, metadata=_range(0))
-    amp: Literal["auto", "fp16", "bf16", "off"] = "auto"
+    amp: AmpMode = "auto"
     channels_last: bool = True
     workers: int = field(default=2, metadata=_range(0))
     seed: int = 0
@@ -147,7 +152,7 @@ class EvaluateConfig:
     max_detections: int = field(default=10, metadata=_range(1))
     flip_tta: bool = False
     gallery_frames: int = field(default=6, metadata=_range(1))
-    amp: Literal["auto", "fp16", "bf16", "off"] = "auto"
+    amp: AmpMode = "auto"
 
 
 @dataclass(frozen=True)

@@ -71,12 +71,12 @@ def load_detector(checkpoint: Path, params: Params) -> Detector:
     if not checkpoint.is_file():
         raise UserError(f"{checkpoint}: checkpoint not found; run the train stage first (dvc repro train)")
     ev = params.evaluate
-    precision = resolve_precision(ev.amp, torch.device("cpu"), key="evaluate.amp")  # evaluate runs on the CPU
+    device = torch.device("cpu")  # evaluate runs on the CPU
     # Threshold 0: AP needs every scored box; the top-1 metrics apply ev.score_threshold themselves.
     return Detector.from_checkpoint(
-        checkpoint, score_threshold=0.0, nms_iou=ev.nms_iou, max_detections=ev.max_detections,
+        checkpoint, device, score_threshold=0.0, nms_iou=ev.nms_iou, max_detections=ev.max_detections,
         flip_tta=ev.flip_tta, template_pad=params.templates.pad, template_pad_value=params.templates.pad_value,
-        amp=precision,
+        amp=resolve_precision(ev.amp, device, key="evaluate.amp"),
     )
 
 

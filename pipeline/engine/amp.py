@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import get_args
 
 import torch
 
-from pipeline.config import ConfigError
+from pipeline.config import AmpMode, ConfigError
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ class Precision:
 
 
 #: The accepted precision modes (``train.amp``, ``evaluate.amp``, ``predict --amp``).
-AMP_MODES = ("auto", "fp16", "bf16", "off")
+AMP_MODES: tuple[str, ...] = get_args(AmpMode)
 
 
 def resolve_precision(mode: str, device: torch.device, key: str = "train.amp") -> Precision:

@@ -259,7 +259,7 @@ class Detector:
         with self.precision.autocast():
             outputs = self.model.detect(search, encoded)
         return postprocess(
-            outputs["logits"].float(), outputs["boxes"].float(), self.score_threshold, self.nms_iou, self.max_detections
+            outputs["logits"], outputs["boxes"], self.score_threshold, self.nms_iou, self.max_detections
         )
 
     def _merge(self, boxes: Tensor, scores: Tensor, boxes2: Tensor, scores2: Tensor) -> tuple[Tensor, Tensor]:
