@@ -14,7 +14,8 @@ from typing import Any
 
 import torch
 
-from benchmarks.resize_templates import cpu_model
+from pipeline.engine.amp import resolve_precision
+from pipeline.engine.cpu import cpu_info
 
 #: A warm-up call that took longer than this ends the warm-up (see :func:`measure`).
 WARM_ENOUGH_S = 1.0
@@ -159,12 +160,21 @@ def _version(dist: str) -> str:
         return "not installed"
 
 
+def precision_line(device: torch.device) -> str:
+    """What the CPU runs natively and what ``amp: auto`` resolves to on ``device``."""
+    auto = resolve_precision("auto", device)
+    return f"CPU: {cpu_info().describe()}; amp: auto resolves to {auto.name} on {device.type}"
+
+
 def machine() -> dict[str, Any]:
     """The machine and software a run measured, so figures can be compared like for like."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     info: dict[str, Any] = {
         "platform": platform.platform(),
-        "cpu": cpu_model(),
+        "cpu": cpu_info().model,
+        "cpu_native_bf16": cpu_info().native_bf16,
+        "cpu_bf16_flags": list(cpu_info().bf16_flags),
+        "amp_auto": {d: resolve_precision("auto", torch.device(d)).name for d in ("cpu", "cuda")},
         "cores_usable": cores,
         "cores_reported": os.cpu_count(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
@@ -186,7 +196,8 @@ def machine() -> dict[str, Any]:
 
 def machine_lines(info: dict[str, Any]) -> list[str]:
     return [
-        f"machine: {info['platform']}; CPU: {info['cpu']} ({info['cpu_capability']}); "
+        f"machine: {info['platform']}; CPU: {info['cpu']} ({info['cpu_capability']}, "
+        f"{'native bf16' if info['cpu_native_bf16'] else 'no native bf16'}; amp auto: {info['amp_auto']['cpu']}); "
         f"{info['cores_usable']} cores usable ({info['cores_reported']} reported); "
         f"GPU: {info['gpu'] or 'none'}",
         f"software: Python {info['python']}, torch {info['torch']} (threads: {info['torch_threads']} intra-op, "

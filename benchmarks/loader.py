@@ -101,12 +101,12 @@ def loader_pass(loader: DataLoader, epoch: int) -> tuple[int, float, float, int]
 
 
 def loader_section(
-    settings: LoaderSettings, params: Params, device: torch.device, scratch: Path,
+    settings: LoaderSettings, params: Params, device: torch.device, scratch: Path, auto: Precision,
     step_rate: tuple[Variant, float] | None = None,
 ) -> Table:
     """Samples/s of the DataLoader alone (whole pass and after the first batch), the configured
     train step alone (``step_rate`` from the train section, else measured here) and training fed
-    by the loader, with their ratios."""
+    by the loader, with their ratios; ``auto`` is what ``train.amp: auto`` resolves to here."""
     paths, source = find_or_make_data(settings.data_root, params, settings.demo, scratch)
     loader = build_loader(paths, params, device, settings.max_batches)
     cfg = params.train
@@ -117,7 +117,7 @@ def loader_section(
 
     case = demo_case(params)
     if step_rate is None:
-        variant = configured_variant(params, device)
+        variant = configured_variant(params, device, auto)
         step = make_step(case, variant, device)
         timing = measure(step, settings.step_warmup + 1, settings.step_repeats, device, 30.0)
         step_rate = (variant, case.batch / timing.median)

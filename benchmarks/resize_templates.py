@@ -30,6 +30,7 @@ from PIL import Image, ImageDraw, features
 
 from pipeline.config import TemplatesConfig
 from pipeline.data.imageio import pad_to_square
+from pipeline.engine.cpu import cpu_info
 from pipeline.resize_templates import Job, make_templates
 
 
@@ -69,16 +70,6 @@ def timed(fn, repeats: int) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def mean_abs_diff(a_dir: Path, b_paths: list[Path]) -> float:
@@ -134,7 +125,7 @@ def main() -> None:
         print(f"| {name} | {sec:.2f} | {args.count / sec:.1f} | {base / sec:.1f}x |")
     print(f"\nmean |naive - stage| per pixel: {diff:.2f} (0-255 scale)")
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    print(f"machine: {platform.platform()}; CPU: {cpu_model()}; {cores} cores usable "
+    print(f"machine: {platform.platform()}; CPU: {cpu_info().describe()}; {cores} cores usable "
           f"({os.cpu_count()} reported); Python {platform.python_version()}; Pillow "
           f"{PIL.__version__} (libjpeg-turbo: {features.check_feature('libjpeg_turbo')})")
     print(f"date: {dt.date.today().isoformat()}")

@@ -42,7 +42,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import Table, machine, machine_lines
+from benchmarks.common import Table, machine, machine_lines, precision_line
 from benchmarks.inference import InferenceSettings, inference_cases, inference_section
 from benchmarks.loader import LoaderSettings, loader_section
 from benchmarks.resize_section import ResizeSettings, resize_section
@@ -56,6 +56,7 @@ from benchmarks.train_step import (
 )
 from pipeline.cli import run_stage
 from pipeline.config import DemoConfig, Params, load_params
+from pipeline.engine.amp import Precision, resolve_precision
 from pipeline.io import write_text
 
 SECTIONS = ("train", "loader", "inference", "metrics", "resize")
@@ -106,9 +107,11 @@ def default_settings(
 
 def run(
     settings: Settings, params: Params, device: torch.device, only: Sequence[str] = SECTIONS,
-    show: Callable[[Table], None] | None = None,
+    show: Callable[[Table], None] | None = None, auto: Precision | None = None,
 ) -> dict[str, Table]:
-    """Run the ``only`` sections in order; ``show`` gets each table as soon as it is done."""
+    """Run the ``only`` sections in order; ``show`` gets each table as soon as it is done.
+    ``auto``: what ``amp: auto`` resolves to (default: on this machine's CPU or GPU)."""
+    auto = auto or resolve_precision("auto", device)
     unknown = sorted(set(only) - set(SECTIONS))
     if unknown:
         raise ValueError(f"unknown section(s) {', '.join(unknown)}; choose from {', '.join(SECTIONS)}")
@@ -123,17 +126,17 @@ def run(
                 show(table)
 
         if "train" in only:
-            table, results = train_section(settings.train, device)
+            table, results = train_section(settings.train, device, auto)
             done("train", table)
             # The loader is compared with the step the trainer runs (train.amp, train.channels_last).
-            wanted = configured_variant(params, device)
+            wanted = configured_variant(params, device, auto)
             step_rate = next(((r.variant, r.images_per_s) for r in results
                               if r.case == "demo" and r.variant.amp == wanted.amp
                               and r.variant.channels_last == wanted.channels_last), None)
         if "loader" in only:
-            done("loader", loader_section(settings.loader, params, device, scratch / "data", step_rate))
+            done("loader", loader_section(settings.loader, params, device, scratch / "data", auto, step_rate))
         if "inference" in only:
-            done("inference", inference_section(settings.inference, device, scratch))
+            done("inference", inference_section(settings.inference, device, scratch, auto))
         if "metrics" in only:
             done("metrics", scoring_section(settings.scoring))
         if "resize" in only:
@@ -190,7 +193,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     params = load_params(args.params)
     settings = default_settings(params, device, args.quick, args.data, args.seed_batch, not args.no_onnx)
     mode = "quick (few repeats: not for the docs)" if args.quick else "full"
-    print(f"# needle speed benchmarks: {mode}; device {device}; params {args.params}\n", flush=True)
+    print(f"# needle speed benchmarks: {mode}; device {device}; params {args.params}", flush=True)
+    print(f"{precision_line(device)}\n", flush=True)
     busy = load_warning()
     if busy:
         print(busy + "\n", flush=True)

@@ -27,7 +27,7 @@ from benchmarks.common import (
 )
 from pipeline.config import Params
 from pipeline.detector import build_criterion, build_detector
-from pipeline.engine.amp import resolve_precision
+from pipeline.engine.amp import Precision, resolve_precision
 from pipeline.engine.loop import StepState, train_one_epoch
 from pipeline.engine.schedule import build_scheduler
 from pipeline.engine.trainer import build_optimizer
@@ -96,22 +96,26 @@ def seed_case(params: Params, batch: int) -> TrainCase:
     return TrainCase("seed", sp, batch, (h, w), 3)
 
 
-def variants(device: torch.device) -> list[Variant]:
-    """fp32, the device's autocast dtype, and that plus channels_last (bf16 on CPU, fp16 on CUDA)."""
-    low = "fp16" if device.type == "cuda" else "bf16"
-    return [Variant("fp32", "off", False), Variant(f"{low} autocast", low, False),
-            Variant(f"{low} + channels_last", low, True)]
+def variants(auto: Precision) -> list[Variant]:
+    """fp32, then the precision ``auto`` resolves to (fp16 on CUDA, bf16 on a CPU with native bf16)
+    alone and with channels_last. Where ``auto`` is fp32 (a CPU that emulates bf16, about 14x
+    slower) the rows are fp32 and fp32 + channels_last; the section's notes give the emulated bf16
+    matmul's speed instead of timing whole bf16 steps."""
+    if auto.dtype is None:
+        return [Variant("fp32", "off", False), Variant("fp32 + channels_last", "off", True)]
+    return [Variant("fp32", "off", False), Variant(f"{auto.name} autocast", auto.name, False),
+            Variant(f"{auto.name} + channels_last", auto.name, True)]
 
 
-def configured_variant(params: Params, device: torch.device) -> Variant:
-    """The variant ``params.train`` (amp, channels_last) selects on ``device``."""
-    dtype = resolve_precision(params.train.amp, device).dtype
-    label = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
-    if dtype is None:
+def configured_variant(params: Params, device: torch.device, auto: Precision) -> Variant:
+    """The variant ``params.train`` (amp, channels_last) selects on ``device``, where ``auto`` is
+    what ``train.amp: auto`` resolves to."""
+    precision = auto if params.train.amp == "auto" else resolve_precision(params.train.amp, device)
+    if precision.dtype is None:
         return Variant("fp32 + channels_last" if params.train.channels_last else "fp32", "off",
                        params.train.channels_last)
     suffix = " + channels_last" if params.train.channels_last else " autocast"
-    return Variant(label + suffix, label, params.train.channels_last)
+    return Variant(precision.name + suffix, precision.name, params.train.channels_last)
 
 
 def synthetic_batch(case: TrainCase, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -237,26 +241,29 @@ def time_variant(case: TrainCase, variant: Variant, device: torch.device, settin
     return StepResult(case.name, variant, timing, case.batch / timing.median, flops)
 
 
-def train_section(settings: TrainSettings, device: torch.device) -> tuple[Table, list[StepResult]]:
+def train_section(settings: TrainSettings, device: torch.device,
+                  auto: Precision) -> tuple[Table, list[StepResult]]:
     """Images/s per case and precision, speed-up against fp32 in the same run, FLOPs and share of
-    the matmul peak of the precision's compute dtype."""
+    the matmul peak of the precision's compute dtype; ``auto`` is what ``train.amp: auto``
+    resolves to here, marked in its own column."""
     table = Table(
         "Train step",
-        ["config", "precision", "batch", "s/step", "images/s", "vs fp32", "GFLOP/image",
+        ["config", "precision", f"auto = {auto.name}", "batch", "s/step", "images/s", "vs fp32", "GFLOP/image",
          "achieved FLOP/s", "matmul peak FLOP/s", "of peak"],
     )
     results: list[StepResult] = []
     for case in settings.cases:
         base: float | None = None
-        for variant in variants(device):
+        for variant in variants(auto):
             r = time_variant(case, variant, device, settings)
             results.append(r)
-            dtype = resolve_precision(variant.amp, device).dtype or torch.float32
+            resolved = resolve_precision(variant.amp, device).dtype
+            dtype = resolved or torch.float32
             peak = matmul_peak(dtype, device, settings.peak_sizes)
             achieved = r.flops_per_step / r.timing.median
-            base = r.images_per_s if variant.amp == "off" else base
+            base = r.images_per_s if variant.amp == "off" and base is None else base
             table.add(
-                [case.name, variant.label, case.batch, fmt(r.timing.median), fmt(r.images_per_s),
+                [case.name, variant.label, "✓" if resolved == auto.dtype else "", case.batch, fmt(r.timing.median), fmt(r.images_per_s),
                  ratio(r.images_per_s, base), fmt(r.flops_per_step / case.batch / 1e9), si(achieved, "FLOP/s"),
                  si(peak, "FLOP/s"), f"{achieved / peak:.0%}"],
                 config=case.name, precision=variant.label, batch=case.batch, seconds=r.timing.median,
@@ -278,4 +285,10 @@ def train_section(settings: TrainSettings, device: torch.device) -> tuple[Table,
     if device.type == "cuda" and torch.backends.cudnn.allow_tf32:
         table.notes.append("CUDA fp32 rows: cuDNN convolutions run in TF32 (torch's default "
                            "torch.backends.cudnn.allow_tf32), the fp32 matmul peak is strict fp32")
+    if device.type == "cpu" and auto.dtype is None:
+        n = min(settings.peak_sizes)
+        bf16, fp32 = (matmul_peak(d, device, (n,)) for d in (torch.bfloat16, torch.float32))
+        table.notes.append(f"no bf16 rows: this CPU emulates bf16 (train.amp: auto = fp32); a {n}x{n} torch.mm "
+                           f"runs at {si(bf16, 'FLOP/s')} in bf16 against {si(fp32, 'FLOP/s')} in fp32 "
+                           f"({ratio(fp32, bf16).rstrip('×')}× slower in bf16)")
     return table, results

@@ -18,6 +18,7 @@ Every combination is validated against ``params.yaml`` before anything is queued
 from __future__ import annotations
 
 import argparse
+import copy
 import itertools
 import shlex
 import subprocess
@@ -29,7 +30,7 @@ from pathlib import Path
 import yaml
 
 from pipeline.cli import UserError, run_stage
-from pipeline.config import ConfigError, parse_params
+from pipeline.config import ConfigError, parse_params, read_yaml
 from pipeline.paths import Paths
 
 #: The study of issue 5, with the values queued when no option narrows them.
@@ -98,14 +99,14 @@ def validate(study: Study, params_file: Path) -> None:
     """Parse ``params_file`` with every combination applied (values read as YAML, as DVC writes
     them); the first invalid one is a :class:`ConfigError` naming the key."""
     try:
-        base = yaml.safe_load(params_file.read_text()) or {}
+        base = read_yaml(params_file.read_text()) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise UserError(f"{params_file}: cannot read it ({exc})") from None
     keys = list(study.grid)
     for combination in itertools.product(*study.grid.values()):
-        raw = yaml.safe_load(yaml.safe_dump(base))  # a deep copy
+        raw = copy.deepcopy(base)
         for key, value in [*zip(keys, combination), *study.fixed]:
-            _set_key(raw, key, yaml.safe_load(value))
+            _set_key(raw, key, read_yaml(value))
         try:
             parse_params(raw)
         except ConfigError as exc:

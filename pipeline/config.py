@@ -9,6 +9,7 @@ diou, ciou``.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -25,6 +26,29 @@ class ConfigError(ValueError):
 #: Autocast precision modes (``train.amp``, ``evaluate.amp``; resolved per device by
 #: :func:`pipeline.engine.amp.resolve_precision`).
 AmpMode = Literal["auto", "fp16", "bf16", "off"]
+
+
+class _Yaml12Loader(yaml.SafeLoader):
+    """Safe YAML loader with YAML 1.2 booleans: only ``true``/``false`` are booleans.
+
+    PyYAML follows YAML 1.1, where ``off``, ``no``, ``on`` and ``yes`` are booleans too; DVC writes
+    params.yaml back (``dvc exp run -S``) with a YAML 1.2 writer that drops the quotes around them.
+    """
+
+
+_BOOL_TAG = "tag:yaml.org,2002:bool"
+_Yaml12Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != _BOOL_TAG]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Yaml12Loader.add_implicit_resolver(
+    _BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+def read_yaml(text: str) -> Any:
+    """Parse YAML as DVC does (YAML 1.2 booleans), so ``amp: off`` is the string ``off``."""
+    return yaml.load(text, Loader=_Yaml12Loader)
 
 
 def _range(lo: float | None = None, hi: float | None = None, *, lo_open: bool = False) -> dict:
@@ -229,6 +253,8 @@ def _convert(key: str, value: Any, tp: Any, meta: dict) -> Any:
         return _build(tp, value, key)
     if origin is Literal:
         allowed = typing.get_args(tp)
+        if value is False and "off" in allowed:  # a YAML 1.1 reader's ``off``
+            return "off"
         if value not in allowed:
             raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(str, allowed))}")
         return value
@@ -341,7 +367,7 @@ def load_params(path: str | Path = "params.yaml") -> Params:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read params file ({exc.strerror})") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = read_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark is not None else ""

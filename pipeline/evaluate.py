@@ -30,7 +30,7 @@ import torch
 from pipeline.cli import UserError, run_stage
 from pipeline.config import DataConfig, EvaluateConfig, Params, TemporalConfig, load_params
 from pipeline.data.dataset import Sample, load_split
-from pipeline.engine.amp import resolve_precision
+from pipeline.engine.amp import describe_precision, precision_tags, resolve_precision
 from pipeline.engine.tracking import Tracker
 from pipeline.inference import Detector
 from pipeline.inference.temporal import smooth_track
@@ -72,11 +72,13 @@ def load_detector(checkpoint: Path, params: Params) -> Detector:
         raise UserError(f"{checkpoint}: checkpoint not found; run the train stage first (dvc repro train)")
     ev = params.evaluate
     device = torch.device("cpu")  # evaluate runs on the CPU
+    precision = resolve_precision(ev.amp, device, key="evaluate.amp")
+    log.info(describe_precision("evaluate.amp", ev.amp, precision))
     # Threshold 0: AP needs every scored box; the top-1 metrics apply ev.score_threshold themselves.
     return Detector.from_checkpoint(
         checkpoint, device, score_threshold=0.0, nms_iou=ev.nms_iou, max_detections=ev.max_detections,
         flip_tta=ev.flip_tta, template_pad=params.templates.pad, template_pad_value=params.templates.pad_value,
-        amp=resolve_precision(ev.amp, device, key="evaluate.amp"),
+        amp=precision,
     )
 
 
@@ -106,7 +108,7 @@ def evaluate(
     smoothed = temporal_answers(samples, detections, temporal) if temporal is not None and temporal.enabled else None
     scores = score_and_write(out, samples, detections, score_threshold=ev.score_threshold,
                              iou_threshold=ev.iou_threshold, ms_per_frame=ms, gallery_frames=ev.gallery_frames,
-                             temporal_boxes=smoothed)
+                             temporal_boxes=smoothed, dtype=detector.precision.name)
     s = scores.summary
     log.info("%d frames: AP50 %s, success %s, F1 %s; %d sequences: ST-IoU %s (temporal %s); %.1f ms/frame -> %s",
              s["frames"], s["AP50"], s["success"], s["f1"], s["sequences"], s["st_iou"], s["st_iou_temporal"], ms,
@@ -114,7 +116,7 @@ def evaluate(
     return scores
 
 
-def log_to_training_run(run_file: Path, scores: Scores, out: ScoredOutputs) -> None:
+def log_to_training_run(run_file: Path, scores: Scores, out: ScoredOutputs, tags: dict[str, str]) -> None:
     """Add ``eval_*`` metrics and the figures to the MLflow run that trained the model (if any)."""
     if not run_file.is_file():
         log.warning("%s not found: metrics are not added to MLflow", run_file)
@@ -126,6 +128,7 @@ def log_to_training_run(run_file: Path, scores: Scores, out: ScoredOutputs) -> N
     tracker = Tracker(run["tracking_uri"])
     tracker.start(None, {}, {}, run_id=run["run_id"])
     tracker.log_metrics({f"eval_{k}": v for k, v in scores.summary.items() if isinstance(v, (int, float))})
+    tracker.set_tags(tags)
     for path in (out.metrics, out.per_object, out.sequences, out.pr_curve, out.gallery):
         tracker.log_artifact(path, "evaluate")
     tracker.end()
@@ -150,7 +153,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     detector = load_detector(args.checkpoint or paths.models / "best.pt", params)
     if args.data is None:
         scores = evaluate(detector, load_split(paths, "val"), params.evaluate, paths.evaluation, params.temporal)
-        log_to_training_run(paths.models / "run.json", scores, paths.evaluation)
+        log_to_training_run(paths.models / "run.json", scores, paths.evaluation,
+                            precision_tags("evaluate.amp", detector.precision))
         return
     if not args.data.is_dir():
         raise UserError(f"--data {args.data}: not a folder")

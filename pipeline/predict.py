@@ -34,7 +34,7 @@ from pipeline.config import TemporalConfig, load_params
 from pipeline.data.dataset import read_rgb
 from pipeline.data.formats.common import IMAGE_EXTS
 from pipeline.data.formats.video import TEMPLATE_DIR, VIDEO_NAME, sample_folders
-from pipeline.engine.amp import AMP_MODES, resolve_precision
+from pipeline.engine.amp import AMP_MODES, describe_precision, resolve_precision
 from pipeline.inference.detector import Detections, Detector
 from pipeline.inference.stream import VideoAnswers, search_video, submission, submission_entry
 from pipeline.io import write_csv, write_json
@@ -75,7 +75,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=8, help="images per model call (8)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     parser.add_argument("--amp", choices=AMP_MODES, default="auto",
-                        help="autocast precision: auto (bf16 on CPU, fp16 on CUDA; the evaluate stage's default), "
+                        help="autocast precision: auto (fp16 on CUDA, bf16 on a CPU with native bf16, else fp32; "
+                             "the evaluate stage's default), "
                              "bf16, fp16 (CUDA only), off (fp32)")
     parser.add_argument("--visualize", action="store_true", help="write images with the boxes drawn")
     args = parser.parse_args(argv)
@@ -129,9 +130,11 @@ def pick_device(name: str | None) -> torch.device:
 def load_detector(args: argparse.Namespace, score_threshold: float, max_detections: int) -> Detector:
     """The checkpoint's model on ``--device`` in ``--amp`` precision, with ``--nms-iou`` and ``--flip-tta``."""
     device = pick_device(args.device)
+    precision = resolve_precision(args.amp, device, key="--amp")
+    log.info(describe_precision("--amp", args.amp, precision))
     return Detector.from_checkpoint(
         args.checkpoint, device, score_threshold=score_threshold, nms_iou=args.nms_iou, max_detections=max_detections,
-        flip_tta=args.flip_tta, amp=resolve_precision(args.amp, device, key="--amp"),
+        flip_tta=args.flip_tta, amp=precision,
     )
 
 

@@ -24,15 +24,19 @@ from benchmarks.loader import LoaderSettings, find_or_make_data
 from benchmarks.resize_section import ResizeSettings
 from benchmarks.scoring import ScoringSettings
 from benchmarks.speed import SECTIONS, Settings, parse_args, run
-from benchmarks.train_step import TrainCase, TrainSettings, count_flops
+from benchmarks.train_step import TrainCase, TrainSettings, count_flops, train_section
 from pipeline.config import DataConfig, DemoConfig, Params, load_params
 from pipeline.data.dataset import load_split
 from pipeline.detector import build_detector
+from pipeline.engine.amp import Precision
 from pipeline.paths import Paths
 from pipeline.prepare import prepare
 from pipeline.resize_templates import resize_templates
 
 REPO = Path(__file__).resolve().parents[1]
+# What ``amp: auto`` resolves to on a CPU with native bf16, and on one that emulates it.
+NATIVE_BF16 = Precision("cpu", torch.bfloat16)
+EMULATED_BF16 = Precision("cpu", None)
 
 
 def tiny_params() -> Params:
@@ -76,20 +80,22 @@ def tiny_settings(params: Params, data_root: Path) -> Settings:
     )
 
 
+@pytest.mark.filterwarnings("ignore::pipeline.engine.amp.SlowPrecisionWarning")  # NATIVE_BF16 on any host
 def test_every_section_prints_its_table(tmp_path: Path, cpn_root: Path, one_thread: None) -> None:
     params = tiny_params()
     shown: list[str] = []
     root = prepared_root(tmp_path / "repo", cpn_root, params)
     tables = run(tiny_settings(params, root), params, torch.device("cpu"), SECTIONS,
-                 show=lambda t: shown.append(t.markdown()))
+                 show=lambda t: shown.append(t.markdown()), auto=NATIVE_BF16)
     assert list(tables) == list(SECTIONS)
     assert len(shown) == len(SECTIONS)
 
     train = tables["train"]
-    assert train.columns == ["config", "precision", "batch", "s/step", "images/s", "vs fp32", "GFLOP/image",
-                             "achieved FLOP/s", "matmul peak FLOP/s", "of peak"]
-    assert [(r[0], r[1]) for r in train.rows] == [
-        (c, v) for c in ("demo", "seed") for v in ("fp32", "bf16 autocast", "bf16 + channels_last")]
+    assert train.columns == ["config", "precision", "auto = bf16", "batch", "s/step", "images/s", "vs fp32",
+                             "GFLOP/image", "achieved FLOP/s", "matmul peak FLOP/s", "of peak"]
+    assert [(r[0], r[1], r[2]) for r in train.rows] == [
+        (c, v, auto) for c in ("demo", "seed")
+        for v, auto in (("fp32", ""), ("bf16 autocast", "✓"), ("bf16 + channels_last", "✓"))]
     assert train.column("vs fp32")[0] == "1.00×"
     assert all(r["flops_per_step"] > 0 for r in train.raw)
 
@@ -100,13 +106,13 @@ def test_every_section_prints_its_table(tmp_path: Path, cpn_root: Path, one_thre
     assert any("bar: ≥ 2×" in n for n in loader.notes)
 
     inf = tables["inference"]
-    assert inf.columns[:6] == ["config", "batch", "runtime", "re-encode ms/frame", "cached ms/frame",
-                               "cached / re-encode"]
-    assert [(r[1], r[2]) for r in inf.rows] == [
-        ("1", "PyTorch eager"), ("1", "PyTorch eager bf16"), ("1", "ONNX Runtime"),
-        ("2", "PyTorch eager"), ("2", "PyTorch eager bf16"), ("2", "ONNX Runtime")]
-    assert inf.rows[2][3].startswith("n/a")  # ONNX switched off here: a row that says so
-    assert inf.rows[0][5].endswith("×") and inf.rows[1][7].endswith("×")  # bf16 vs fp32 eager, same run
+    assert inf.columns[:7] == ["config", "batch", "runtime", "auto = bf16", "re-encode ms/frame",
+                               "cached ms/frame", "cached / re-encode"]
+    assert [(r[1], r[2], r[3]) for r in inf.rows] == [
+        ("1", "PyTorch eager", ""), ("1", "PyTorch eager bf16", "✓"), ("1", "ONNX Runtime", ""),
+        ("2", "PyTorch eager", ""), ("2", "PyTorch eager bf16", "✓"), ("2", "ONNX Runtime", "")]
+    assert inf.rows[2][4].startswith("n/a")  # ONNX switched off here: a row that says so
+    assert inf.rows[0][6].endswith("×") and inf.rows[1][8].endswith("×")  # bf16 vs fp32 eager, same run
 
     metrics = tables["metrics"]
     assert metrics.rows[0][0].startswith("score_detections")
@@ -139,15 +145,35 @@ def test_onnx_column_says_when_the_export_is_missing(monkeypatch: pytest.MonkeyP
     assert onnx_model(model, InferenceCase("demo", params), tmp_path, torch.device("cpu")) == NOT_AVAILABLE
 
 
+@pytest.mark.filterwarnings("ignore::pipeline.engine.amp.SlowPrecisionWarning")
 def test_onnx_rows_are_filled_when_the_export_exists(tmp_path: Path, one_thread: None) -> None:
     pytest.importorskip("pipeline.export")
     params = tiny_params()
     settings = InferenceSettings((InferenceCase("demo", params, templates=2),), batches=(2,), warmup=0, repeats=1)
-    table = inference_section(settings, torch.device("cpu"), tmp_path)
+    table = inference_section(settings, torch.device("cpu"), tmp_path, NATIVE_BF16)
     onnx_row = table.rows[2]
     assert onnx_row[2] == "ONNX Runtime"
-    assert not onnx_row[3].startswith("n/a"), onnx_row[3]  # exported, loaded and timed
-    assert onnx_row[7].endswith("×")  # vs eager, same run
+    assert not onnx_row[4].startswith("n/a"), onnx_row[4]  # exported, loaded and timed
+    assert onnx_row[8].endswith("×")  # vs eager, same run
+
+
+def test_a_cpu_that_emulates_bf16_gets_fp32_rows_and_the_emulation_cost(tmp_path: Path, one_thread: None) -> None:
+    params = tiny_params()
+    train, results = train_section(
+        TrainSettings((TrainCase("demo", params, 2, (64, 64), 2),), warmup=0, repeats=1, peak_sizes=(128,)),
+        torch.device("cpu"), EMULATED_BF16)
+    assert [(r[1], r[2]) for r in train.rows] == [("fp32", "✓"), ("fp32 + channels_last", "✓")]
+    assert all(r.variant.amp == "off" for r in results)
+    assert train.column("vs fp32") == ["1.00×", train.column("vs fp32")[1]]
+    assert any(n.startswith("no bf16 rows: this CPU emulates bf16") and "FLOP/s in bf16" in n for n in train.notes)
+
+    settings = InferenceSettings((InferenceCase("demo", params, templates=2),), batches=(1,), warmup=0, repeats=1,
+                                 onnx=False)
+    inf = inference_section(settings, torch.device("cpu"), tmp_path, EMULATED_BF16)
+    assert inf.columns[3] == "auto = fp32"
+    assert [(r[2], r[3]) for r in inf.rows] == [("PyTorch eager", "✓"), ("PyTorch eager bf16", ""),
+                                                ("ONNX Runtime", "")]
+    assert inf.rows[1][4] == "n/a (auto = fp32 here: this CPU emulates bf16)"
 
 
 def test_flop_count_of_grouped_conv_backward_is_twice_the_forward() -> None:

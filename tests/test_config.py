@@ -75,3 +75,38 @@ def test_partial_sections_fill_defaults_and_flatten():
     assert flat["model.fusion"] == "average"
     assert flat["train.loss_weights.l1"] == 3.0
     assert flat["model.levels"] == list(params.model.levels)
+
+
+def test_amp_off_unquoted_is_the_string_off(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("train:\n  amp: off\n  augment: false\nevaluate:\n  amp: 'off'\n")
+    params = load_params(path)
+    assert params.train.amp == "off" and params.evaluate.amp == "off" and params.train.augment is False
+
+
+def test_yaml_11_false_for_an_amp_setting_is_off():
+    # A caller that read the file with PyYAML alone hands over False for ``off``.
+    assert parse_params({"train": {"amp": False}}).train.amp == "off"
+    with pytest.raises(ConfigError, match="train.amp: True is not one of"):
+        parse_params({"train": {"amp": True}})
+
+
+def test_yaml_11_words_are_not_booleans(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("train:\n  resume: yes\n")
+    with pytest.raises(ConfigError, match="train.resume: expected true or false, got 'yes'"):
+        load_params(path)
+
+
+def test_dvc_set_param_rewrite_keeps_amp_off_loadable(tmp_path):
+    """``dvc exp run -S`` rewrites params.yaml with DVC's own YAML 1.2 writer, which drops the
+    quotes around ``"off"``; the file must still load, with the override applied."""
+    from dvc.utils.hydra import apply_overrides
+
+    path = tmp_path / "params.yaml"
+    path.write_text((REPO / "params.yaml").read_text().replace("  amp: auto ", '  amp: "off" ', 1))
+    assert load_params(path).train.amp == "off"
+    apply_overrides(path, ["train.iou_type=ciou"])
+    assert "amp: off" in path.read_text()  # the quotes are gone, as in a real experiment
+    params = load_params(path)
+    assert params.train.amp == "off" and params.train.iou_type == "ciou"

@@ -130,6 +130,10 @@ class Tracker:
         self.run_id = run.info.run_id if run is not None and self.enabled else None
         return self.run_id
 
+    def set_tags(self, tags: dict[str, str]) -> None:
+        """Set (or overwrite, unlike params) tags of the open run, e.g. what a resume resolved."""
+        self._call("set_tags", lambda: self._mlflow.set_tags(tags))
+
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         clean = {k: float(v) for k, v in metrics.items() if v is not None}
         self._call("log_metrics", lambda: self._mlflow.log_metrics(clean, step=step))

@@ -21,7 +21,7 @@ from pipeline.config import EvaluateConfig, ModelConfig, Params, TrainConfig, to
 from pipeline.data.dataset import EvalDataset, Sample, TrainDataset, collate, load_split
 from pipeline.detector import build_criterion, build_detector
 from pipeline.engine import distributed as ddp
-from pipeline.engine.amp import resolve_precision
+from pipeline.engine.amp import describe_precision, precision_tags, resolve_precision
 from pipeline.engine.checkpoint import load_checkpoint, params_digest, rng_state, save_checkpoint, set_rng_state
 from pipeline.engine.loop import StepState, train_one_epoch, validate
 from pipeline.engine.schedule import build_scheduler
@@ -103,6 +103,7 @@ def fit(params: Params, paths: Paths) -> dict:
     device = ddp.pick_device(info)
     seed_everything(cfg.seed)
     precision = resolve_precision(cfg.amp, device)
+    log.info(describe_precision("train.amp", cfg.amp, precision))
 
     train_samples = load_split(paths, "train")
     if cfg.max_samples:
@@ -152,6 +153,7 @@ def fit(params: Params, paths: Paths) -> dict:
     tracker = Tracker(default_tracking_uri(), enabled=info.is_main)
     tracker.start(run_name_from_env(), to_flat_dict(params), dvc_tags(), run_id=run_id)
     run_id = tracker.run_id or run_id
+    tracker.set_tags(precision_tags("train.amp", precision))
 
     train_model: nn.Module = model
     if info.enabled:

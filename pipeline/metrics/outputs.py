@@ -33,11 +33,13 @@ def score_and_write(
     ms_per_frame: float | None,
     gallery_frames: int,
     temporal_boxes: Sequence[Sequence[float] | None] | None = None,
+    dtype: str | None = None,
 ) -> Scores:
     """Score ``detections`` (one ``(boxes [N,4] xyxy original px, scores [N])`` per sample) and
     write every file of ``out``; returns the scores. ``temporal_boxes``: one answer per sample
-    after temporal post-processing, for ``st_iou_temporal``."""
-    scores = score_detections(samples, detections, score_threshold, iou_threshold, ms_per_frame, temporal_boxes)
+    after temporal post-processing, for ``st_iou_temporal``; ``dtype``: the model's arithmetic."""
+    scores = score_detections(samples, detections, score_threshold, iou_threshold, ms_per_frame, temporal_boxes,
+                              dtype)
     write_scores(out, scores)
     write_csv(out.predictions, predictions_table(samples, detections))
     with atomic_path(out.gallery) as tmp:

@@ -56,6 +56,7 @@ def score_detections(
     iou_threshold: float,
     ms_per_frame: float | None = None,
     temporal_boxes: Sequence[Sequence[float] | None] | None = None,
+    dtype: str | None = None,
 ) -> Scores:
     """Score per-frame detections (original pixels, one entry per sample, same order).
 
@@ -63,7 +64,9 @@ def score_detections(
     :func:`pipeline.metrics.topone.summarize`, ``objects``, ``ms_per_frame``, both thresholds,
     and ``sequences`` with the mean ST-IoU over them (:mod:`pipeline.metrics.stiou`): ``st_iou``
     of the top-1 box above ``score_threshold`` per frame, ``st_iou_temporal`` of
-    ``temporal_boxes`` (one answer per sample after temporal post-processing; None if not given).
+    ``temporal_boxes`` (one answer per sample after temporal post-processing; None if not given),
+    and ``inference_dtype``, the arithmetic the model ran in (``dtype``: fp32, bf16, fp16), which
+    ``ms_per_frame`` depends on.
     """
     if len(samples) != len(detections):
         raise ValueError(f"{len(samples)} frames but {len(detections)} detection lists")
@@ -89,6 +92,7 @@ def score_detections(
     )
     summary.update({k: _clean(v) for k, v in summarize_sequences(sequences).items()})
     summary["ms_per_frame"] = _clean(ms_per_frame)
+    summary["inference_dtype"] = dtype
     summary["score_threshold"] = score_threshold
     summary["iou_threshold"] = iou_threshold
 
