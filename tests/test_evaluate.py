@@ -13,6 +13,7 @@ from pipeline.cli import UserError
 from pipeline.config import ModelConfig
 from pipeline.data.manifest import read_manifest
 from pipeline.detector import build_detector
+from pipeline.engine.amp import resolve_precision
 from pipeline.engine.checkpoint import save_checkpoint
 from pipeline.evaluate import main
 
@@ -88,6 +89,7 @@ def test_stage_mode_scores_the_val_split(workdir, cpn_root):
     metrics = json.loads(paths.evaluation.metrics.read_text())
     val = read_manifest(paths.manifest).query("split == 'val'")
     assert metrics["frames"] == len(val) and metrics["objects"] == val["object_id"].nunique()
+    assert metrics["inference_dtype"] == resolve_precision("auto", torch.device("cpu")).name
 
 
 def test_fp16_on_the_cpu_is_an_error_naming_the_key(workdir, cpn_root):

@@ -9,6 +9,8 @@ import sys
 import pytest
 import torch
 
+from pipeline.engine.amp import resolve_precision
+from pipeline.engine.cpu import cpu_info
 from tests.pipeline_repo import dvc, make_pipeline_repo, run, set_params
 
 pytestmark = pytest.mark.slow
@@ -44,7 +46,8 @@ def test_train_writes_outputs_and_an_mlflow_run(data_repo, tmp_path):
     for name in ("models/last.pt", "models/best.pt", "models/run.json", "reports/train_metrics.json", "reports/train_curve.csv"):
         assert (root / name).is_file(), name
     metrics = json.loads((root / "reports/train_metrics.json").read_text())
-    assert metrics["epochs"] == 2 and metrics["precision"] == "bf16"
+    auto = resolve_precision("auto", torch.device("cpu")).name  # bf16 only on a CPU with native bf16
+    assert metrics["epochs"] == 2 and metrics["precision"] == auto
     assert "val_AP50" in metrics["best"]
     run_info = json.loads((root / "models/run.json").read_text())
     assert run_info["tracking_uri"] == f"sqlite:///{root.resolve() / 'mlflow.db'}"
@@ -55,6 +58,8 @@ def test_train_writes_outputs_and_an_mlflow_run(data_repo, tmp_path):
     for key in ("train_loss", "train_focal", "train_l1", "train_iou", "train_lr", "val_AP50", "step_loss", "lr"):
         assert key in got.data.metrics, key
     assert got.data.tags["dvc_exp_name"] == "tiny-exp"
+    assert got.data.tags["train.amp.resolved"] == auto
+    assert got.data.tags["train.amp.hardware"] == f"cpu: {cpu_info().describe()}"
 
 
 def test_killed_run_resumes_to_the_same_model(data_repo, tmp_path):
