@@ -37,7 +37,7 @@ from pipeline.data.formats.video import TEMPLATE_DIR, VIDEO_NAME, sample_folders
 from pipeline.engine.amp import AMP_MODES, resolve_precision
 from pipeline.inference.detector import Detections, Detector
 from pipeline.inference.stream import VideoAnswers, search_video, submission, submission_entry
-from pipeline.io import write_csv, write_json
+from pipeline.io import unwritable_reason, write_csv, write_json
 
 log = logging.getLogger(__name__)
 
@@ -237,8 +237,10 @@ def predict_videos(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    if args.out.exists() and not args.out.is_dir():
-        raise UserError(f"{args.out}: --out exists and is not a folder")
+    # Before any frame is read: a run that cannot save its answers should not spend time on them.
+    reason = unwritable_reason(args.out)
+    if reason is not None:
+        raise UserError(f"{args.out}: --out cannot be written ({reason})")
     if args.search is None:
         predict_videos(args)
         return

@@ -20,7 +20,7 @@ from pipeline.detector import build_detector
 from pipeline.engine.checkpoint import save_checkpoint
 from pipeline.inference import Detector
 from pipeline.predict import main
-from tests.datasets import truncate, write_image
+from tests.datasets import truncate, write_image, write_video
 
 FRAMES = {"a.jpg": (256, 192), "b.png": (128, 96), "c.jpg": (300, 140)}
 
@@ -146,3 +146,21 @@ def test_cli_prints_error_and_exits_2(data, tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert err.strip().splitlines()[-1] == f"error: {tmp_path / 'missing.pt'}: checkpoint not found"
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("mode", ["search", "video"])
+def test_unwritable_out_fails_first_naming_it(checkpoint, data, tmp_path, monkeypatch, mode):
+    """The check comes before any frame is read (a regular file as the parent: unwritable for root too)."""
+    refs, frames = data
+    (tmp_path / "a-file").write_text("")
+    out = tmp_path / "a-file" / "out"
+
+    def no_frames(*args, **kwargs):
+        raise AssertionError("frames were read before --out was checked")
+
+    monkeypatch.setattr(Detector, "predict", no_frames)
+    video = write_video(tmp_path / "clip.mp4", 3)
+    what = ["--search", str(frames)] if mode == "search" else ["--video", str(video)]
+    with pytest.raises(UserError, match=f"^{tmp_path / 'a-file' / 'out'}: --out cannot be written "
+                                        f"\\({tmp_path / 'a-file'} is not a folder\\)$"):
+        main(["--checkpoint", str(checkpoint), "--templates", str(refs), *what, "--out", str(out)])
