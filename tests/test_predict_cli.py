@@ -107,6 +107,7 @@ def test_amp_off_is_fp32_and_fp16_needs_cuda(checkpoint, data, tmp_path):
         ("missing template", "ref_9.jpg"),
         ("corrupt template", "ref_1.jpg"),
         ("corrupt search image", "b.png"),
+        ("truncated search image", "a.jpg: cannot read image"),
         ("missing search", "gone"),
         ("template folder without images", "empty"),
     ],
@@ -122,6 +123,8 @@ def test_bad_input_is_a_user_error_naming_the_file(checkpoint, data, tmp_path, c
         truncate(refs / "ref_1.jpg", 0.3)
     elif case == "corrupt search image":
         (frames / "b.png").write_bytes(b"\x89PNG garbage")
+    elif case == "truncated search image":  # OpenCV alone decodes it, grey where the data ends
+        truncate(frames / "a.jpg", 0.5)
     elif case == "missing search":
         search = tmp_path / "gone"
     else:
