@@ -138,7 +138,8 @@ def load_detector(args: argparse.Namespace, score_threshold: float, max_detectio
 def predictions_table(images: Sequence[Path], detections: Sequence[Detections]) -> pd.DataFrame:
     """One row per detection (best first within an image), boxes rounded to 0.01 px."""
     rows = [
-        (str(image), *np.round(box, 2).tolist(), round(float(score), 4))
+        # float64 first: a float32 rounded to 0.01 still prints as 100.18000030517578
+        (str(image), *np.round(box.astype(np.float64), 2).tolist(), round(float(score), 4))
         for image, found in zip(images, detections)
         for box, score in zip(found.boxes, found.scores)
     ]

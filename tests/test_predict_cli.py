@@ -62,6 +62,11 @@ def test_predictions_csv_and_visualizations(checkpoint, data, tmp_path):
     assert list(table.columns) == ["image", "x1", "y1", "x2", "y2", "score"]
     assert set(table["image"]) == {str(frames / name) for name in FRAMES}  # threshold 0: every frame has a hit
     assert table.groupby("image").size().max() <= 3
+    # as written: boxes to 0.01 px, scores to 1e-4 (no float32 tails like 100.18000030517578)
+    text = pd.read_csv(out / "predictions.csv", dtype=str)
+    for column, places in (("x1", 2), ("y1", 2), ("x2", 2), ("y2", 2), ("score", 4)):
+        decimals = text[column].str.partition(".")[2].str.len()
+        assert (decimals <= places).all(), text[column].tolist()
     # one row per detection, equal to the API's answer, in each image's own pixels
     det = Detector.from_checkpoint(checkpoint, score_threshold=0.0, max_detections=3, amp="auto")  # --amp's default
     det.set_templates(sorted(refs.iterdir()))
