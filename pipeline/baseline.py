@@ -15,7 +15,6 @@ import time
 from collections.abc import Sequence
 
 import numpy as np
-import pandas as pd
 
 from pipeline.classical.template_matching import (
     Template,
@@ -26,7 +25,7 @@ from pipeline.classical.template_matching import (
 from pipeline.cli import UserError, run_stage
 from pipeline.config import BaselineConfig, load_params
 from pipeline.data.dataset import Sample, load_samples, read_frame, read_rgb
-from pipeline.data.manifest import read_manifest
+from pipeline.data.manifest import read_manifest, read_templates
 from pipeline.metrics.outputs import score_and_write
 from pipeline.metrics.topone import Detection
 from pipeline.paths import Paths
@@ -45,7 +44,7 @@ def load_val_samples(paths: Paths) -> list[Sample]:
         manifest = read_manifest(paths.manifest)
     except ValueError as exc:  # wrong columns, empty or malformed CSV
         raise UserError(str(exc)) from None
-    templates = pd.read_csv(paths.templates_manifest, dtype={"object_id": str})
+    templates = read_templates(paths.templates_manifest)
     samples = load_samples(manifest, templates, "val")
     if not samples:
         raise UserError(f"{paths.manifest}: the val split is empty")

@@ -1,4 +1,5 @@
-"""Atomic file writes: a reader (or a killed run) never sees half a file."""
+"""Atomic file writes: a reader (or a killed run) never sees half a file; and whether a folder
+can take them at all, asked before the work whose results go there."""
 
 from __future__ import annotations
 
@@ -34,6 +35,26 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def unwritable_reason(folder: str | Path) -> str | None:
+    """Why files cannot be written into ``folder``, or None when they can.
+
+    A folder that does not exist yet is judged by its nearest existing ancestor (where it would be
+    created). The check creates and drops an anonymous temp file there: permission bits say
+    nothing for root, and nothing about read-only mounts.
+    """
+    existing = Path(folder)
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is not a folder"
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        return f"cannot write in {existing} ({exc.strerror or exc})"
+    return None
 
 
 def write_text(path: str | Path, text: str) -> None:

@@ -37,7 +37,7 @@ from pipeline.data.formats.video import TEMPLATE_DIR, VIDEO_NAME, sample_folders
 from pipeline.engine.amp import AMP_MODES, describe_precision, resolve_precision
 from pipeline.inference.detector import Detections, Detector
 from pipeline.inference.stream import VideoAnswers, search_video, submission, submission_entry
-from pipeline.io import write_csv, write_json
+from pipeline.io import unwritable_reason, write_csv, write_json
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +141,8 @@ def load_detector(args: argparse.Namespace, score_threshold: float, max_detectio
 def predictions_table(images: Sequence[Path], detections: Sequence[Detections]) -> pd.DataFrame:
     """One row per detection (best first within an image), boxes rounded to 0.01 px."""
     rows = [
-        (str(image), *np.round(box, 2).tolist(), round(float(score), 4))
+        # float64 first: a float32 rounded to 0.01 still prints as 100.18000030517578
+        (str(image), *np.round(box.astype(np.float64), 2).tolist(), round(float(score), 4))
         for image, found in zip(images, detections)
         for box, score in zip(found.boxes, found.scores)
     ]
@@ -240,8 +241,10 @@ def predict_videos(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    if args.out.exists() and not args.out.is_dir():
-        raise UserError(f"{args.out}: --out exists and is not a folder")
+    # Before any frame is read: a run that cannot save its answers should not spend time on them.
+    reason = unwritable_reason(args.out)
+    if reason is not None:
+        raise UserError(f"{args.out}: --out cannot be written ({reason})")
     if args.search is None:
         predict_videos(args)
         return

@@ -20,7 +20,7 @@ from pipeline.detector import build_detector
 from pipeline.engine.checkpoint import save_checkpoint
 from pipeline.inference import Detector
 from pipeline.predict import main
-from tests.datasets import truncate, write_image
+from tests.datasets import truncate, write_image, write_video
 
 FRAMES = {"a.jpg": (256, 192), "b.png": (128, 96), "c.jpg": (300, 140)}
 
@@ -62,6 +62,11 @@ def test_predictions_csv_and_visualizations(checkpoint, data, tmp_path):
     assert list(table.columns) == ["image", "x1", "y1", "x2", "y2", "score"]
     assert set(table["image"]) == {str(frames / name) for name in FRAMES}  # threshold 0: every frame has a hit
     assert table.groupby("image").size().max() <= 3
+    # as written: boxes to 0.01 px, scores to 1e-4 (no float32 tails like 100.18000030517578)
+    text = pd.read_csv(out / "predictions.csv", dtype=str)
+    for column, places in (("x1", 2), ("y1", 2), ("x2", 2), ("y2", 2), ("score", 4)):
+        decimals = text[column].str.partition(".")[2].str.len()
+        assert (decimals <= places).all(), text[column].tolist()
     # one row per detection, equal to the API's answer, in each image's own pixels
     det = Detector.from_checkpoint(checkpoint, score_threshold=0.0, max_detections=3, amp="auto")  # --amp's default
     det.set_templates(sorted(refs.iterdir()))
@@ -107,6 +112,7 @@ def test_amp_off_is_fp32_and_fp16_needs_cuda(checkpoint, data, tmp_path):
         ("missing template", "ref_9.jpg"),
         ("corrupt template", "ref_1.jpg"),
         ("corrupt search image", "b.png"),
+        ("truncated search image", "a.jpg: cannot read image"),
         ("missing search", "gone"),
         ("template folder without images", "empty"),
     ],
@@ -122,6 +128,8 @@ def test_bad_input_is_a_user_error_naming_the_file(checkpoint, data, tmp_path, c
         truncate(refs / "ref_1.jpg", 0.3)
     elif case == "corrupt search image":
         (frames / "b.png").write_bytes(b"\x89PNG garbage")
+    elif case == "truncated search image":  # OpenCV alone decodes it, grey where the data ends
+        truncate(frames / "a.jpg", 0.5)
     elif case == "missing search":
         search = tmp_path / "gone"
     else:
@@ -146,3 +154,21 @@ def test_cli_prints_error_and_exits_2(data, tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert err.strip().splitlines()[-1] == f"error: {tmp_path / 'missing.pt'}: checkpoint not found"
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("mode", ["search", "video"])
+def test_unwritable_out_fails_first_naming_it(checkpoint, data, tmp_path, monkeypatch, mode):
+    """The check comes before any frame is read (a regular file as the parent: unwritable for root too)."""
+    refs, frames = data
+    (tmp_path / "a-file").write_text("")
+    out = tmp_path / "a-file" / "out"
+
+    def no_frames(*args, **kwargs):
+        raise AssertionError("frames were read before --out was checked")
+
+    monkeypatch.setattr(Detector, "predict", no_frames)
+    video = write_video(tmp_path / "clip.mp4", 3)
+    what = ["--search", str(frames)] if mode == "search" else ["--video", str(video)]
+    with pytest.raises(UserError, match=f"^{tmp_path / 'a-file' / 'out'}: --out cannot be written "
+                                        f"\\({tmp_path / 'a-file'} is not a folder\\)$"):
+        main(["--checkpoint", str(checkpoint), "--templates", str(refs), *what, "--out", str(out)])

@@ -20,7 +20,7 @@ from torch.utils.data import Dataset
 
 from pipeline.cli import UserError
 from pipeline.data.augment import identity_augmentation, search_augmentation, template_augmentation, to_tensor_array
-from pipeline.data.manifest import BOX, read_manifest
+from pipeline.data.manifest import BOX, read_manifest, read_templates
 from pipeline.paths import Paths
 
 #: A crop keeps the target as "present" only if this share of its box is inside the crop.
@@ -82,7 +82,7 @@ def load_split(paths: Paths, split: str | None) -> list[Sample]:
     if not paths.templates_manifest.is_file():
         raise UserError(f"{paths.templates_manifest}: not found; run resize_templates first")
     manifest = read_manifest(paths.manifest)
-    templates = pd.read_csv(paths.templates_manifest, dtype={"object_id": str})
+    templates = read_templates(paths.templates_manifest)
     splits = [split] if split is not None else sorted(set(manifest["split"]))
     samples = [s for name in splits for s in load_samples(manifest, templates, name)]
     if not samples:

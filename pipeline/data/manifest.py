@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from pipeline.tables import read_csv
+
 COLUMNS = [
     "split",
     "object_id",
@@ -42,15 +44,23 @@ SPLITS = ("train", "val")
 
 #: Columns of ``data/templates/templates.csv`` written by ``resize_templates``.
 TEMPLATE_COLUMNS = ["object_id", "index", "source", "path", "source_width", "source_height"]
+#: Columns that hold names and paths: always text, ``NA`` or ``007`` included.
+TEXT_COLUMNS = ("split", "object_id", "sequence_id", "image", "templates")
+TEMPLATE_TEXT_COLUMNS = ("object_id", "source", "path")
 
 
 def read_manifest(path: str | Path) -> pd.DataFrame:
-    """Read a manifest written by ``prepare``; string ids stay strings."""
-    frame = pd.read_csv(path, dtype={"object_id": str, "sequence_id": str, "split": str})
+    """Read a manifest written by ``prepare``; ids and paths stay text (:mod:`pipeline.tables`)."""
+    frame = read_csv(path, TEXT_COLUMNS)
     missing = [c for c in COLUMNS if c not in frame.columns]
     if missing:
         raise ValueError(f"{path}: not a needle manifest, missing columns {missing}")
     return frame
+
+
+def read_templates(path: str | Path) -> pd.DataFrame:
+    """Read ``templates.csv`` written by ``resize_templates``; ids and paths stay text."""
+    return read_csv(path, TEMPLATE_TEXT_COLUMNS)
 
 
 def has_target(frame: pd.DataFrame) -> pd.Series:

@@ -4,8 +4,9 @@ The default store is ``sqlite:///<repo>/mlflow.db`` by absolute path, so runs th
 temporary copies of the repo (``dvc exp run --queue``) land in the same database.
 ``MLFLOW_TRACKING_URI`` overrides it (e.g. a team server). Parallel queue workers share the SQLite
 file: a call that finds it locked (or finds another process creating its tables) is retried with
-backoff. If the store stays unreachable or locked, the tracker warns once and turns itself off;
-metrics stay in the stage's own output files.
+backoff. If the store stays unreachable or locked (or is read-only), the tracker warns once, in
+one line, and turns itself off; metrics stay in the stage's own output files. MLflow's, alembic's
+and SQLAlchemy's loggers are silenced during each store call, so their tracebacks do not bury it.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import os
 import subprocess
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,9 @@ RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0)
 #: creating or migrating the tables of a new store at once).
 _TRANSIENT = ("database is locked", "database table is locked", "already exists", "unique constraint failed",
               "duplicate column", "no such table", "no such column")
+#: Loggers of MLflow and the libraries under it. A failing store makes them print a full traceback
+#: (about 85 lines for a read-only mlflow.db) before the tracker's own one-line warning.
+_STORE_LOGGERS = ("mlflow", "alembic", "sqlalchemy")
 
 
 def repo_root(start: Path | None = None) -> Path:
@@ -86,16 +90,18 @@ class Tracker:
             return None
         for attempt, delay in enumerate((*RETRY_DELAYS, None)):
             try:
-                return fn()
+                with _quiet_store_logs():
+                    return fn()
             except Exception as exc:  # any store failure: retry if transient, else warn once, keep going
                 if delay is not None and _is_transient(exc):
-                    log.info("MLflow store busy during %s (%s); retry %d in %.1f s", what, exc, attempt + 1, delay)
+                    log.info("MLflow store busy during %s (%s); retry %d in %.1f s",
+                         what, _one_line(exc), attempt + 1, delay)
                     time.sleep(delay)
                     continue
                 self.enabled = False
                 log.warning(
-                    "MLflow tracking at %s failed during %s (%s: %s); training goes on, metrics are kept "
-                    "in the stage's output files only", self.tracking_uri, what, type(exc).__name__, exc,
+                    "MLflow tracking at %s failed during %s (%s); training goes on, metrics are kept "
+                    "in the stage's output files only", self.tracking_uri, what, _one_line(exc),
                 )
                 return None
         return None
@@ -157,6 +163,29 @@ def _store_setup_lock(uri: str) -> contextlib.AbstractContextManager:
     db = Path(uri[len("sqlite:///"):])
     db.parent.mkdir(parents=True, exist_ok=True)
     return FileLock(str(db) + ".lock", timeout=120)
+
+
+@contextlib.contextmanager
+def _quiet_store_logs() -> Iterator[None]:
+    """Silence :data:`_STORE_LOGGERS` for one store call; its failure is reported by the tracker."""
+    loggers = [logging.getLogger(name) for name in _STORE_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
+def _one_line(exc: BaseException) -> str:
+    """``Type: message`` of the innermost cause, first line only (SQLAlchemy appends the SQL)."""
+    root = exc
+    while root.__cause__ is not None:
+        root = root.__cause__
+    lines = str(root).strip().splitlines()
+    return f"{type(root).__name__}: {lines[0] if lines else ''}".rstrip(": ")
 
 
 def _is_transient(exc: BaseException) -> bool:

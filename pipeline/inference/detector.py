@@ -27,7 +27,8 @@ from pipeline.cli import UserError
 from pipeline.config import ConfigError, ModelConfig, parse_params
 from pipeline.data.augment import to_tensor_array
 from pipeline.data.dataset import Sample, _resize, read_frame
-from pipeline.data.imageio import PAD_MODES, PadMode, image_size, pad_to_square, square_template
+from pipeline.data.formats.decode import BadImage, decoded_size
+from pipeline.data.imageio import PAD_MODES, PadMode, pad_to_square, square_template
 from pipeline.detector.model import ReferenceDetector, build_detector
 from pipeline.detector.postprocess import postprocess
 from pipeline.engine.amp import Precision, resolve_precision
@@ -227,9 +228,14 @@ class Detector:
         if isinstance(item, np.ndarray):
             image = _check_rgb(item, "search image")
             return _resize(image, self.search_size), (image.shape[1], image.shape[0])
+        # The check prepare makes: OpenCV fills a truncated JPEG with grey and only warns, so a
+        # half-missing frame would be scored as if it were whole.
+        try:
+            width, height = decoded_size(Path(item))
+        except BadImage as exc:
+            raise UserError(f"{item}: {exc}") from None
         # read_frame, as evaluation does: JPEGs are DCT-decoded at a reduced size when that stays
         # at or above search_size, which changes pixels slightly vs. a full decode + resize.
-        width, height = image_size(item)
         sample = Sample(image=str(item), object_id="", sequence_id="", frame_index=0, box=None, templates=(),
                         width=width, height=height)
         frame, _, _ = read_frame(sample, self.search_size)

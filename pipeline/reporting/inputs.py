@@ -16,6 +16,7 @@ import pandas as pd
 
 from pipeline.cli import UserError
 from pipeline.paths import Paths, ScoredOutputs
+from pipeline.tables import read_csv
 
 PER_OBJECT_COLUMNS = ("object_id", "frames", "frames_with_target", "success", "precision", "recall", "f1",
                       "mean_iou", "fp_rate")
@@ -71,12 +72,12 @@ def read_metrics(path: Path, root: Path, stage: str) -> dict[str, Any]:
 def read_table(
     path: Path, root: Path, stage: str, columns: tuple[str, ...], text_columns: tuple[str, ...] = ()
 ) -> pd.DataFrame | None:
-    """A CSV with at least ``columns``, or None when the file is absent. Ids stay text (``"007"``)."""
+    """A CSV with at least ``columns``, or None when the file is absent. Ids stay text (``"007"``, ``"NA"``)."""
     if not path.is_file():
         return None
     shown = display_path(path, root)
     try:
-        frame = pd.read_csv(path, dtype={c: str for c in text_columns}, keep_default_na=True)
+        frame = read_csv(path, text_columns)
     except pd.errors.EmptyDataError:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
     except (OSError, ValueError) as exc:

@@ -19,7 +19,15 @@ from pipeline.data.ingest import ingest
 from pipeline.data.manifest import has_target, read_manifest, template_list
 from pipeline.paths import Paths
 from pipeline.prepare import prepare
-from tests.datasets import BOX, FRAME_SIZE, make_cpn_dataset, make_video_dataset, video_entry, write_video
+from tests.datasets import (
+    BOX,
+    FRAME_SIZE,
+    make_cpn_dataset,
+    make_video_dataset,
+    truncate,
+    video_entry,
+    write_video,
+)
 
 
 def _annotations(root: Path) -> Path:
@@ -175,6 +183,25 @@ def test_skip_mode_lists_bad_videos_and_boxes_in_rejected(tmp_path):
     assert m[m["sequence_id"] == "b"]["frame_index"].tolist() == [0, 1, 2, 3, 4]
     assert m[m["sequence_id"] == "c"]["frame_index"].tolist() == [0, 2, 3, 4]
     assert result.stats["rejected"] == 3
+
+
+def test_skip_mode_does_not_decode_a_video_without_usable_photos(tmp_path):
+    root = make_video_dataset(tmp_path / "raw", videos=("a", "b", "c"), frames=4, present=(1, 2))
+    for photo in (root / "samples/b/object_images").iterdir():
+        photo.unlink()
+    for photo in (root / "samples/c/object_images").iterdir():
+        truncate(photo, 0.5)
+    frames = tmp_path / "frames"
+    result = ingest(root, "video", on_error="skip", frames_dir=frames,
+                    path_str=lambda p: p.relative_to(root).as_posix() if p.is_relative_to(root) else str(p))
+    assert sorted(p.name for p in frames.iterdir()) == ["a"]  # b and c were never decoded
+    assert sorted(result.manifest["sequence_id"].unique()) == ["a"]
+    rejected = dict(zip(result.rejected["file"], result.rejected["reason"]))
+    for vid in ("b", "c"):
+        assert rejected[f"samples/{vid}/drone_video.mp4"] == f"video {vid}: not decoded, it has no usable reference photos"
+    assert rejected["samples/b/object_images"] == "object of video b has no templates"
+    assert all("cannot read image" in rejected[f"samples/c/object_images/img_{k}.jpg"] for k in (1, 2, 3))
+    assert len(rejected) == 6  # no frame of b or c is listed: none was made
 
 
 def test_box_outside_the_frame_names_video_and_frame(tmp_path):

@@ -95,3 +95,23 @@ def test_parallel_writers_share_one_fresh_sqlite_store(tmp_path):
     runs = client.search_runs([client.get_experiment_by_name("needle").experiment_id])
     assert sorted(r.info.run_name for r in runs) == ["w0", "w1", "w2", "w3"]
     assert all(len(client.get_metric_history(r.info.run_id, "loss")) == 20 for r in runs)
+
+
+def test_read_only_store_says_one_line_and_nothing_else(tmp_path, monkeypatch, capfd, caplog):
+    """MLflow's own ~85-line ERROR traceback used to come first; a read-only SQLite open (the
+    ``mode=ro`` URI) stops writes for root too, where file permissions would not."""
+    monkeypatch.chdir(tmp_path)  # the read-only URI's lock file and MLflow's mlruns/ land here
+    db = tmp_path / "mlflow.db"
+    writer = Tracker(f"sqlite:///{db}")
+    assert writer.start("first", {"a": 1}, {})
+    writer.end()
+    capfd.readouterr()
+    tracker = Tracker(f"sqlite:///file:{db}?mode=ro&uri=true")
+    with caplog.at_level(logging.INFO):
+        assert tracker.start("second", {"a": 1}, {}) is None
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "ERROR" not in err, err
+    loud = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [r.name for r in loud] == ["pipeline.engine.tracking"]
+    message = loud[0].getMessage()
+    assert "\n" not in message and "OperationalError: attempt to write a readonly database" in message

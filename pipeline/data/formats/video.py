@@ -22,7 +22,8 @@ The video is the object and the sequence: ``object_id = sequence_id = video_id``
 Problems (bad or unreadable video, missing keys, a second box for a frame, a frame past the last
 one of the video, a sample folder without annotations or the reverse) name the file, the video and
 the frame. A problem with one box drops that frame; one that leaves the boxes of a video unknown
-drops the whole video.
+drops the whole video. So does a sample without a reference photo that decodes whole, before its
+video is decoded.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from pipeline.data.formats.common import (
     split_dirs,
     unique_stems,
 )
+from pipeline.data.formats.decode import probe
 
 log = logging.getLogger(__name__)
 
@@ -215,6 +217,19 @@ def _sample_templates(folder: Path, vid: str, problems: list[Problem]) -> list[P
     return refs
 
 
+def _usable_templates(refs: list[Path], problems: list[Problem]) -> list[Path]:
+    """The reference photos that decode whole; each one that does not is a problem (with the
+    reason ingest's own check gives, so the two reports are one)."""
+    usable = []
+    for ref in refs:
+        result = probe(ref)
+        if isinstance(result, str):
+            problems.append(Problem(ref, None, result))
+        else:
+            usable.append(ref)
+    return usable
+
+
 def _sample_folders(samples: Path, problems: list[Problem]) -> dict[str, Path]:
     """``video_id -> folder`` of ``samples/``; loose files and unexpected entries are problems."""
     out = {}
@@ -263,6 +278,11 @@ def read_video(root: Path, frames_dir: Path, frame_stride: int = 1) -> ReadResul
             if video.broken:
                 continue
             video_path = folder / VIDEO_NAME
+            # Checked before decoding: every frame of an object without usable photos would be
+            # rejected, after its JPEGs had been written.
+            if not _usable_templates(refs, problems):
+                problems.append(Problem(video_path, None, f"video {vid}: not decoded, it has no usable reference photos"))
+                continue
             try:
                 count = decode_video(video_path, frames_dir / vid, frame_stride)
             except BadVideo as exc:
