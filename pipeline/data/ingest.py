@@ -22,7 +22,7 @@ import pandas as pd
 from pipeline.cli import UserError
 from pipeline.data.formats import detect_format, read_source
 from pipeline.data.formats.common import Box, Frame, Problem
-from pipeline.data.formats.decode import probe
+from pipeline.data.decode import probe
 from pipeline.data.manifest import BOX, COLUMNS, SPLITS, TEMPLATE_SEP, has_target, template_list
 
 log = logging.getLogger(__name__)

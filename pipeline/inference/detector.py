@@ -27,7 +27,7 @@ from pipeline.cli import UserError
 from pipeline.config import ConfigError, ModelConfig, parse_params
 from pipeline.data.augment import to_tensor_array
 from pipeline.data.dataset import Sample, _resize, read_frame
-from pipeline.data.formats.decode import BadImage, decoded_size
+from pipeline.data.decode import BadImage, decoded_size
 from pipeline.data.imageio import PAD_MODES, PadMode, pad_to_square, square_template
 from pipeline.detector.model import ReferenceDetector, build_detector
 from pipeline.detector.postprocess import postprocess

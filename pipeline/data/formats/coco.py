@@ -32,7 +32,7 @@ from typing import Any, Callable
 
 from pipeline.cli import UserError
 from pipeline.data.formats.common import Box, Frame, Problem, ReadResult
-from pipeline.data.formats.decode import BadImage, load_upright_rgb
+from pipeline.data.decode import BadImage, load_upright_rgb
 
 MAX_REFERENCES = 3
 # Context around a reference crop, as a share of the box side on each side (the templates the

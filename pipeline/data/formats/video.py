@@ -50,7 +50,7 @@ from pipeline.data.formats.common import (
     split_dirs,
     unique_stems,
 )
-from pipeline.data.formats.decode import probe
+from pipeline.data.decode import probe
 
 log = logging.getLogger(__name__)
 
