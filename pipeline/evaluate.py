@@ -11,7 +11,8 @@ On any other data set, without touching the pipeline's outputs::
 
     python -m pipeline.evaluate --checkpoint models/best.pt --data DIR [--format auto] [--out DIR]
 
-prepares and resizes ``DIR`` in a temporary folder and scores every frame in it.
+prepares and resizes ``DIR`` in a temporary folder and scores every frame in it; the inputs
+``data.on_error: skip`` dropped are listed in ``--out``'s ``rejected.csv``.
 """
 
 from __future__ import annotations
@@ -165,8 +166,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     out = ScoredOutputs(args.out or Path(f"evaluation-{args.data.resolve().name}"))
     with tempfile.TemporaryDirectory(prefix="needle-evaluate-") as tmp:
         scratch = Paths(Path(tmp))
+        # The rejected list goes to --out: the scratch folder is deleted at the end.
         prepare(scratch, DataConfig(source=str(args.data.resolve()), format=args.format, on_error=params.data.on_error,
-                                    frame_stride=params.data.frame_stride))
+                                    frame_stride=params.data.frame_stride), rejected_out=out.folder / "rejected.csv")
         resize_templates(scratch, replace(params.templates, size=detector.template_size))
         evaluate(detector, load_split(scratch, None), params.evaluate, out, params.temporal)
 

@@ -16,6 +16,7 @@ from pipeline.detector import build_detector
 from pipeline.engine.amp import resolve_precision
 from pipeline.engine.checkpoint import save_checkpoint
 from pipeline.evaluate import main
+from tests.datasets import truncate
 
 TINY_MODEL = ModelConfig(fpn_channels=16, head_channels=16, corr_kernel=1, similarity_skip=False, search_size=(128, 96))
 
@@ -53,6 +54,18 @@ def test_evaluate_any_data_set(workdir, tmp_path, fmt, request):
     # every frame of both splits is scored, and nothing is written into the data set or the repo
     assert sorted(p.relative_to(root) for p in root.rglob("*")) == before
     assert not (workdir / "data").exists() and not (workdir / "reports").exists()
+
+
+def test_skipped_inputs_are_listed_in_the_out_folder(workdir, cpn_root, tmp_path, caplog):
+    with open(workdir / "params.yaml", "a") as f:
+        f.write("data: {on_error: skip}\n")
+    truncate(cpn_root / "train/search/images/Class_2_frame_10.jpg")
+    out = tmp_path / "eval-out"
+    with caplog.at_level("WARNING"):
+        main(["--data", str(cpn_root), "--out", str(out)])
+    rejected = pd.read_csv(out / "rejected.csv")
+    assert rejected["file"].tolist() == [str(cpn_root / "train/search/images/Class_2_frame_10.jpg")]
+    assert f"1 bad inputs skipped (data.on_error: skip), listed in {out / 'rejected.csv'}" in caplog.text
 
 
 def test_evaluate_default_out_folder_is_named_after_the_data(workdir, cpn_root):

@@ -101,6 +101,29 @@ def test_skip_mode_writes_rejected_and_warns(tmp_path: Path):
     assert json.loads((tmp_path / "data/stats.json").read_text())["rejected"] == 2
 
 
+def test_every_input_rejected_names_the_reasons_and_leaves_nothing_stale(tmp_path: Path):
+    make_cpn_dataset(tmp_path / "raw")
+    truncate(tmp_path / "raw/train/search/images/Class_2_frame_10.jpg")
+    assert prepare(tmp_path, {"source": "raw", "on_error": "skip"}).returncode == 0  # one row in rejected.csv
+    make_cpn_dataset(tmp_path / "broken", train=("1", "2"), val=(), frames=(0, 1))
+    frames = sorted((tmp_path / "broken/train/search/images").glob("*.jpg"))
+    assert len(frames) == 4
+    for frame in frames:
+        frame.write_bytes(b"not a jpeg")
+    run = prepare(tmp_path, {"source": "broken", "on_error": "skip"})
+    assert run.returncode == 2
+    errors = [line for line in run.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "Traceback" not in run.stderr
+    assert "no usable frames, all 4 inputs were rejected (first: broken/train/search/images/Class_1_frame_0.jpg: " \
+        in errors[0]
+    assert errors[0].endswith("every reason is listed in data/prepared/rejected.csv")
+    rejected = pd.read_csv(tmp_path / "data/prepared/rejected.csv")
+    assert sorted(rejected["file"]) == [f"broken/train/search/images/{f.name}" for f in frames]
+    assert rejected["reason"].str.len().gt(0).all()
+    # nothing of the first run is left to pass for this one's
+    assert outputs(tmp_path, ("raw", "broken")) == {"data/prepared/rejected.csv"}
+
+
 def test_raise_mode_stops_with_the_file_and_writes_nothing(tmp_path: Path):
     make_cpn_dataset(tmp_path / "raw")
     (tmp_path / "raw/val/search/labels/Class_4_frame_0.txt").write_text("0 0.5 x 0.1 0.1\n")

@@ -35,6 +35,14 @@ LONG_SIDE_BINS = ((16, "lt16"), (32, "16_32"), (64, "32_64"), (128, "64_128"), (
 BOX_TOLERANCE_PX = 0.5
 
 
+class NoUsableFrames(UserError):
+    """Every frame was rejected (or there were none); ``rejected`` lists why, as ``Ingested.rejected`` does."""
+
+    def __init__(self, message: str, rejected: pd.DataFrame | None = None) -> None:
+        super().__init__(message)
+        self.rejected = rejected if rejected is not None else pd.DataFrame(columns=REJECTED_COLUMNS)
+
+
 @dataclass
 class Ingested:
     """What ``prepare`` writes: the manifest, the rejected list and the statistics."""
@@ -67,6 +75,11 @@ class Problems:
     def extend(self, problems: Iterable[Problem]) -> None:
         for problem in problems:
             self.add(problem)
+
+    def first(self) -> str:
+        """The first problem as ``file[:line]: reason``, for messages."""
+        problem = next(iter(self.items.values()))
+        return self.path_str(problem.file) + (f":{problem.line}" if problem.line else "") + f": {problem.reason}"
 
     def frame(self) -> pd.DataFrame:
         rows = [(self.path_str(p.file), p.line, p.reason) for p in self.items.values()]
@@ -228,12 +241,15 @@ def ingest(
     frame_stride: int = 1,
     workers: int = 2,
     path_str: Callable[[Path], str] = str,
+    rejected_name: str = "rejected.csv",
 ) -> Ingested:
     """Read, validate and split the data set at ``source`` (format ``fmt`` or ``auto``).
 
     ``crop_dir`` receives reference crops for formats that have none of their own (coco);
     ``frames_dir`` the frames decoded from videos (video), every ``frame_stride``-th;
-    ``path_str`` writes the paths in the manifest and the rejected list.
+    ``path_str`` writes the paths in the manifest and the rejected list; ``rejected_name`` is
+    where the caller writes that list, for messages. No usable frame at all raises
+    :class:`NoUsableFrames`, which carries the rejected list.
     """
     source = Path(source)
     problems = Problems(on_error, path_str)
@@ -270,7 +286,7 @@ def ingest(
     if idle:
         log.warning("%d objects have templates but no frames: %s", len(idle), ", ".join(idle[:10]))
     if not rows:
-        raise UserError(f"{source}: no usable frames ({len(problems.items)} files rejected)")
+        raise NoUsableFrames(_nothing_usable(source, problems, rejected_name), problems.frame())
     # The data's own split where it has one, else by object identity, so val objects are unseen.
     unsplit = {frame.object_id for frame, _, _ in rows if frame.split is None}
     split_of = split_objects(unsplit, val_fraction, seed) if unsplit else {}
@@ -283,9 +299,16 @@ def ingest(
             log.warning("split %s has no frames", split)
     if len(rejected):
         log.warning(
-            "%d bad inputs skipped (data.on_error: skip), listed in rejected.csv", len(rejected)
+            "%d bad inputs skipped (data.on_error: skip), listed in %s", len(rejected), rejected_name
         )
     return Ingested(fmt, manifest, rejected, build_stats(manifest, len(rejected)))
+
+
+def _nothing_usable(source: Path, problems: Problems, rejected_name: str) -> str:
+    if not problems.items:
+        return f"{source}: no usable frames"
+    return (f"{source}: no usable frames, all {len(problems.items)} inputs were rejected "
+            f"(first: {problems.first()}); every reason is listed in {rejected_name}")
 
 
 def _manifest(

@@ -10,6 +10,7 @@ import os
 import random
 import signal
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -93,6 +94,44 @@ def _fault_injection(epoch: int) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+def best_on_resume(best_path: Path, last: dict) -> dict | None:
+    """The best record a run resumed from ``last`` continues with: one whose weights ``best_path`` holds.
+
+    best.pt is written before last.pt, so after a kill it is either the one ``last`` names or,
+    when the kill fell between the two writes, newer (an epoch after ``last``'s): that one is kept
+    with its own record. Anything else (no best.pt, another run's, an older one) cannot be the
+    best ``last`` names, so the record is dropped and the next validated epoch writes best.pt again.
+    """
+    record = last.get("best")
+    if not best_path.is_file():
+        if record is not None:
+            log.warning("%s is missing; the best epoch is chosen again from the epochs still to run", best_path)
+        return None
+    saved = load_checkpoint(best_path)
+    same_run = saved.get("digest") == last.get("digest") and saved.get("run_id") == last.get("run_id")
+    saved_record = saved.get("best")
+    if same_run and saved_record is not None and saved.get("epoch") == saved_record.get("epoch"):
+        if record is not None and saved["epoch"] == record["epoch"]:
+            return record
+        if saved["epoch"] > last["epoch"]:
+            log.info("%s is from epoch %d, written just before the run stopped; keeping it", best_path,
+                     saved["epoch"])
+            return saved_record
+    if record is not None:
+        log.warning("%s does not hold the weights of epoch %d, the best so far; the best epoch is chosen "
+                    "again from the epochs still to run", best_path, record["epoch"])
+    return None
+
+
+def last_as_best(last_path: Path, best_path: Path) -> dict:
+    """Write ``last_path``'s model as ``best_path``, with a best record of its own epoch; returns the record."""
+    last = load_checkpoint(last_path)
+    row = last["history"][-1] if last.get("history") else {}
+    record = {"epoch": last["epoch"], **{k: v for k, v in row.items() if k.startswith("val_")}}
+    save_checkpoint(best_path, {**{k: v for k, v in last.items() if k in BEST_KEYS}, "best": record})
+    return record
+
+
 def fit(params: Params, paths: Paths) -> dict:
     """Train per ``params`` and write ``paths.models`` (last.pt, best.pt, run.json).
 
@@ -145,7 +184,8 @@ def fit(params: Params, paths: Paths) -> dict:
             scaler.load_state_dict(ckpt["scaler"])
             set_rng_state(ckpt["rng"])
             state = StepState(step=ckpt["step"], history=list(ckpt["history"]))
-            start_epoch, best, run_id = ckpt["epoch"] + 1, ckpt.get("best"), ckpt.get("run_id")
+            start_epoch, run_id = ckpt["epoch"] + 1, ckpt.get("run_id")
+            best = best_on_resume(best_path, ckpt)
             log.info("resuming from %s at epoch %d", last_path, start_epoch)
         else:
             log.info("%s was trained with other params or data; starting fresh", last_path)
@@ -192,16 +232,21 @@ def fit(params: Params, paths: Paths) -> dict:
                 "model_config": dataclasses.asdict(mcfg), "template_size": template_size,
                 "template_pad": params.templates.pad, "template_pad_value": params.templates.pad_value,
             }
-            save_checkpoint(last_path, payload)
+            # best.pt first: a kill between the two writes leaves a best.pt newer than last.pt,
+            # which best_on_resume recognises; the other order would leave last.pt naming a best
+            # epoch whose weights never reached best.pt.
             if improved:
                 save_checkpoint(best_path, {k: payload[k] for k in BEST_KEYS})
+            save_checkpoint(last_path, payload)
         ddp.barrier(info)
         _fault_injection(epoch)
 
+    if info.is_main and best is None and last_path.exists():
+        # Nothing to resume had a trustworthy best.pt (e.g. a finished run whose best.pt was
+        # removed): the last epoch becomes the best, with its own record.
+        best = last_as_best(last_path, best_path)
     summary = {"epochs": cfg.epochs, "steps": state.step, "best": best, "history": state.history,
                "run_id": run_id, "tracking_uri": tracker.tracking_uri, "precision": precision.name}
-    if info.is_main and not best_path.exists() and last_path.exists():
-        save_checkpoint(best_path, {k: v for k, v in load_checkpoint(last_path).items() if k in BEST_KEYS})
     summary["tracker"] = tracker
     ddp.cleanup(info)
     return summary
