@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 import re
 import sys
+from pathlib import Path
 from typing import Callable
 
 from pipeline.config import ConfigError
+from pipeline.io import unwritable_reason
 
 #: How torch's DataLoader re-raises a worker's exception: the type is kept, but the message becomes
 #: this header and the worker's whole traceback, whose last line is ``<module>.<type>: <message>``.
@@ -20,6 +22,14 @@ class UserError(Exception):
     Subclasses must take the message as their only required argument: that is how torch's
     DataLoader rebuilds an exception raised in a worker (anything else becomes a RuntimeError).
     """
+
+
+def require_writable(folder: Path, flag: str = "--out") -> None:
+    """A :class:`UserError` naming ``flag`` when ``folder`` cannot take files. Called before the
+    work: a run that cannot save its results should not spend time on them."""
+    reason = unwritable_reason(folder)
+    if reason is not None:
+        raise UserError(f"{folder}: {flag} cannot be written ({reason})")
 
 
 def user_message(exc: BaseException) -> str:

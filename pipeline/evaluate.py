@@ -28,7 +28,7 @@ from typing import Sequence
 
 import torch
 
-from pipeline.cli import UserError, run_stage
+from pipeline.cli import UserError, require_writable, run_stage
 from pipeline.config import DataConfig, EvaluateConfig, Params, TemporalConfig, load_params
 from pipeline.data.dataset import Sample, load_split
 from pipeline.engine.amp import describe_precision, precision_tags, resolve_precision
@@ -164,6 +164,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     from pipeline.resize_templates import resize_templates
 
     out = ScoredOutputs(args.out or Path(f"evaluation-{args.data.resolve().name}"))
+    require_writable(out.folder)
     with tempfile.TemporaryDirectory(prefix="needle-evaluate-") as tmp:
         scratch = Paths(Path(tmp))
         # The rejected list goes to --out: the scratch folder is deleted at the end.

@@ -74,7 +74,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pipeline.cli import UserError, run_stage
+from pipeline.cli import UserError, require_writable, run_stage
 from pipeline.data.augment import to_tensor_array
 from pipeline.detector import correlation
 from pipeline.detector.fusion import TemplateFusion
@@ -539,7 +539,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def _check_out(out: Path) -> None:
-    """``--out`` is replaced whole: refuse a folder holding anything but a previous export."""
+    """``--out`` is replaced whole: refuse a folder holding anything but a previous export, and a
+    place where the new folder cannot be made."""
+    require_writable(out.parent)
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: --out exists and is not a folder")
     if out.is_dir():

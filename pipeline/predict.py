@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pipeline.cli import UserError, run_stage
+from pipeline.cli import UserError, require_writable, run_stage
 from pipeline.config import TemporalConfig, load_params
 from pipeline.data.dataset import read_rgb
 from pipeline.data.formats.common import IMAGE_EXTS
@@ -37,7 +37,7 @@ from pipeline.data.formats.video import TEMPLATE_DIR, VIDEO_NAME, sample_folders
 from pipeline.engine.amp import AMP_MODES, describe_precision, resolve_precision
 from pipeline.inference.detector import Detections, Detector
 from pipeline.inference.stream import VideoAnswers, search_video, submission, submission_entry
-from pipeline.io import unwritable_reason, write_csv, write_json
+from pipeline.io import write_csv, write_json
 
 log = logging.getLogger(__name__)
 
@@ -241,10 +241,7 @@ def predict_videos(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    # Before any frame is read: a run that cannot save its answers should not spend time on them.
-    reason = unwritable_reason(args.out)
-    if reason is not None:
-        raise UserError(f"{args.out}: --out cannot be written ({reason})")
+    require_writable(args.out)
     if args.search is None:
         predict_videos(args)
         return

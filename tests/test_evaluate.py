@@ -112,3 +112,10 @@ def test_fp16_on_the_cpu_is_an_error_naming_the_key(workdir, cpn_root):
     with pytest.raises(ConfigError, match="evaluate.amp: fp16 needs a CUDA device"):
         main(["--data", str(cpn_root)])
     assert not (workdir / f"evaluation-{cpn_root.name}").exists()
+
+
+def test_unwritable_out_fails_before_any_frame_is_scored(workdir, cpn_root, tmp_path):
+    (tmp_path / "a-file").write_text("")
+    out = tmp_path / "a-file" / "scores"  # under a regular file: not writable, not even by root
+    with pytest.raises(UserError, match="--out cannot be written"):
+        main(["--data", str(cpn_root), "--out", str(out)])

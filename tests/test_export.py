@@ -212,6 +212,8 @@ def test_clear_errors(tmp_path, exported):
     (tmp_path / "models" / "best.pt").write_bytes(b"")  # --out models would delete it
     with pytest.raises(UserError, match="models: --out holds other files \\(best.pt\\)"):
         main(["--checkpoint", str(exported.checkpoint), "--out", str(tmp_path / "models")])
+    with pytest.raises(UserError, match="--out cannot be written"):  # under a regular file, even for root
+        main(["--checkpoint", str(exported.checkpoint), "--out", str(tmp_path / "models" / "best.pt" / "onnx")])
     with pytest.raises(SystemExit):
         main(["--checkpoint", str(exported.checkpoint), "--check-image", "x.jpg"])  # without --check-templates
     with pytest.raises(UserError, match="nowhere/template_encoder.onnx: not found"):
