@@ -163,7 +163,11 @@ def cut_view(view: View, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     mask = np.zeros(crop.shape[:2], np.uint8)
     cv2.fillConvexPoly(mask, np.round(quad - [x1, y1]).astype(np.int32), 1)
     mask = mask.astype(np.float32)
-    return crop, mask * _grabcut(crop) if view.cutout else mask
+    if view.cutout:
+        fg = mask * _grabcut(crop)
+        if fg.mean() >= 0.1 * mask.mean():  # a cut that lost the object keeps the quad instead
+            mask = fg
+    return crop, mask
 
 
 def used_files() -> list[tuple[str, str, str]]:
