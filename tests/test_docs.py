@@ -20,8 +20,8 @@ def test_every_param_is_documented_and_no_stale_keys():
 def test_ci_runs_the_readme_test_command():
     readme = (REPO / "README.md").read_text()
     ci = (REPO / ".ci/run").read_text()
-    test_cmd = "python -m pip install -r requirements-dev.txt && python -m pytest"
-    demo_cmd = "python -m pip install -r requirements.txt && python -m dvc repro"
+    test_cmd = "bash system-packages.sh && python -m pip install -r requirements-dev.txt && python -m pytest"
+    demo_cmd = "bash system-packages.sh && python -m pip install -r requirements.txt && python -m dvc repro"
     assert test_cmd in readme and test_cmd in ci
     assert demo_cmd in readme
 

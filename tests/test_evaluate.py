@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -24,14 +25,19 @@ TINY_MODEL = ModelConfig(fpn_channels=16, head_channels=16, corr_kernel=1, simil
 @pytest.fixture
 def workdir(tmp_path, monkeypatch):
     """A working folder with default params and a tiny untrained checkpoint at models/best.pt."""
-    work = tmp_path / "work"
+    work = make_workdir(tmp_path / "work")
+    monkeypatch.chdir(work)
+    return work
+
+
+def make_workdir(work: Path) -> Path:
+    """``work`` with default params and a tiny untrained checkpoint at models/best.pt."""
     (work / "models").mkdir(parents=True)
     (work / "params.yaml").write_text("templates: {size: 32, workers: 1}\nevaluate: {gallery_frames: 2}\n")
     torch.manual_seed(0)
     model = build_detector(TINY_MODEL)
     save_checkpoint(work / "models" / "best.pt", {"model": model.state_dict(), "model_config": dataclasses.asdict(TINY_MODEL),
                                                   "template_size": 32, "epoch": 0})
-    monkeypatch.chdir(work)
     return work
 
 

