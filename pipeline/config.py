@@ -146,6 +146,7 @@ class TrainConfig:
     warmup_epochs: float = field(default=1.0, metadata=_range(0.0))
     grad_clip: float = field(default=1.0, metadata=_range(0.0))
     freeze_backbone_epochs: int = field(default=0, metadata=_range(0))
+    freeze_through_level: int = field(default=0, metadata=_range(0, 5))
     amp: AmpMode = "auto"
     channels_last: bool = True
     workers: int = field(default=2, metadata=_range(0))
@@ -340,6 +341,9 @@ def _check_cross_fields(p: Params) -> None:
     for lvl in p.model.levels:
         if not 1 <= lvl <= 5:
             raise ConfigError(f"model.levels: level {lvl} is out of range, must be 1..5 (P1..P5)")
+    if p.train.freeze_through_level > max(p.model.levels):
+        raise ConfigError(f"train.freeze_through_level: {p.train.freeze_through_level} is above the deepest of "
+                          f"model.levels ({max(p.model.levels)}); nothing would be left to train there")
     if 0 < p.train.crop_size < 32:
         raise ConfigError(f"train.crop_size: {p.train.crop_size} is too small, use 0 or >= 32")
     for key, (w, h) in (("model.search_size", p.model.search_size), ("baseline.search_size", p.baseline.search_size)):

@@ -110,3 +110,9 @@ def test_dvc_set_param_rewrite_keeps_amp_off_loadable(tmp_path):
     assert "amp: off" in path.read_text()  # the quotes are gone, as in a real experiment
     params = load_params(path)
     assert params.train.amp == "off" and params.train.iou_type == "ciou"
+
+
+def test_freeze_through_level_must_leave_a_level_to_train():
+    assert parse_params({"train": {"freeze_through_level": 2}, "model": {"levels": [2, 3]}}).train.freeze_through_level == 2
+    with pytest.raises(ConfigError, match="train.freeze_through_level: 4 is above the deepest of model.levels"):
+        parse_params({"train": {"freeze_through_level": 4}, "model": {"levels": [2, 3]}})

@@ -33,6 +33,7 @@ from urllib.parse import urlparse
 
 import timm
 import torch
+from timm.utils.model import freeze
 from torch import Tensor, nn
 
 from . import weights_packages
@@ -140,6 +141,27 @@ def _strip_prefix(sd: dict, prefixes: Sequence[str]) -> dict:
     return sd
 
 
+def _drop_unused_blocks(body: nn.Module) -> None:
+    """Remove the blocks after the last returned one from timm's EfficientNet/MobileNet feature
+    models, which (unlike ``FeatureListNet``) keep and run every block whatever ``out_indices``."""
+    stage_out = getattr(body, "_stage_out_idx", None)
+    blocks = getattr(body, "blocks", None)
+    if isinstance(stage_out, dict) and isinstance(blocks, nn.Sequential) and stage_out:
+        body.blocks = blocks[: max(stage_out)]  # block i outputs stage i + 1 (stage 0 is the stem)
+
+
+def _layer_names(body: nn.Module) -> list[str]:
+    """The body's top-level children in forward order, with a ``blocks`` sequence split into its
+    stages (``blocks.0``, ``blocks.1``, ...) as timm's EfficientNet feature models name them."""
+    names: list[str] = []
+    for name, child in body.named_children():
+        if name == "blocks" and isinstance(child, nn.Sequential):
+            names += [f"blocks.{i}" for i in range(len(child))]
+        else:
+            names.append(name)
+    return names
+
+
 class Backbone(nn.Module):
     """A timm ``features_only`` model that returns the feature maps of ``levels``.
 
@@ -171,6 +193,7 @@ class Backbone(nn.Module):
         self.name = name
         self.levels = levels
         self.body = self._create(name, out_indices, pretrained, hub_cfg)
+        _drop_unused_blocks(self.body)
         reductions = list(self.body.feature_info.reduction())
         if reductions != [2**lvl for lvl in levels]:  # guard against timm index semantics changing
             raise RuntimeError(f"backbone {name!r}: expected strides {[2**l for l in levels]}, got {reductions}")
@@ -278,6 +301,34 @@ class Backbone(nn.Module):
             )
         full.load_state_dict(sd, strict=False)
         return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(state_dict=full.state_dict()), **kw)
+
+    # -- freezing ----------------------------------------------------------------------------
+
+    def layers_through(self, level: int) -> list[str]:
+        """Names of the body's layers, in forward order, up to the one that outputs ``level``.
+
+        ``level`` need not be one of :attr:`levels`; any level the model has counts (e.g. the
+        stride-4 stages of a backbone that returns P3 only).
+        """
+        info = self.body.feature_info.info
+        producers = [d["module"] for d in info if _level_of(d["reduction"]) == level]
+        if not producers or level > max(self.levels):
+            raise ValueError(f"backbone {self.name!r} has no layer of level {level} among the ones it runs "
+                             f"(levels up to {max(self.levels)})")
+        layers = _layer_names(self.body)
+        wanted = {producers[-1], producers[-1].replace(".", "_")}  # FeatureListNet flattens "a.b" to "a_b"
+        end = next((i for i, n in enumerate(layers) if n in wanted), None)
+        if end is None:  # a layout this code does not know: better to fail than to freeze the wrong part
+            raise RuntimeError(f"backbone {self.name!r}: no layer named {producers[-1]!r} in {layers}")
+        return layers[: end + 1]
+
+    def freeze_through(self, level: int) -> list[str]:
+        """Freeze the layers of :meth:`layers_through` for good: no gradients, and BatchNorm
+        statistics kept (timm's ``freeze`` makes them ``FrozenBatchNorm2d``). Training then runs no
+        backward pass through them, which is where most of a CNN's pixels are. Returns the names."""
+        names = self.layers_through(level)
+        freeze(self.body, names)
+        return names
 
     # -- forward -----------------------------------------------------------------------------
 

@@ -76,9 +76,10 @@ def build_optimizer(model: nn.Module, lr: float, backbone_lr_mult: float, weight
     return torch.optim.AdamW(param_groups, lr=lr, weight_decay=weight_decay)
 
 
-def set_backbone_trainable(model: nn.Module, trainable: bool) -> None:
-    for p in model.backbone.parameters():
-        p.requires_grad_(trainable)
+def set_backbone_trainable(model: nn.Module, trainable: bool, frozen: Sequence[str] = ()) -> None:
+    """Let the backbone learn (or not), except the body layers named in ``frozen``, which never do."""
+    for name, p in model.backbone.body.named_parameters():
+        p.requires_grad_(trainable and not any(name == f or name.startswith(f + ".") for f in frozen))
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -163,6 +164,10 @@ def fit(params: Params, paths: Paths) -> dict:
     val_gt = [s.box for s in val_samples]
 
     model = build_detector(mcfg).to(device)
+    frozen = model.backbone.freeze_through(cfg.freeze_through_level) if cfg.freeze_through_level else []
+    if frozen:
+        log.info("train.freeze_through_level: %d freezes backbone layers %s", cfg.freeze_through_level,
+                 ", ".join(frozen))
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     criterion = build_criterion(cfg)
@@ -203,7 +208,7 @@ def fit(params: Params, paths: Paths) -> dict:
         tracker.log_metrics(metrics, step=step)
 
     for epoch in range(start_epoch, cfg.epochs):
-        set_backbone_trainable(model, epoch >= cfg.freeze_backbone_epochs)
+        set_backbone_trainable(model, epoch >= cfg.freeze_backbone_epochs, frozen)
         sampler.set_epoch(epoch)
         train_set.set_epoch(epoch)
         epoch_stats = train_one_epoch(

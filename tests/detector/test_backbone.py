@@ -31,6 +31,48 @@ def test_truncated_after_last_level():
     assert sum(p.numel() for p in small.parameters()) < sum(p.numel() for p in full.parameters()) / 4
 
 
+def test_efficientnet_runs_no_block_after_the_last_level():
+    # timm's EfficientNet feature model keeps all 7 block stages whatever out_indices asks for.
+    small = Backbone("tf_efficientnet_lite0", [2, 3])
+    assert len(small.body.blocks) == 3  # stem, then blocks 0-2: strides 2, 4, 8
+    full = timm.create_model("tf_efficientnet_lite0", features_only=True, out_indices=(1, 2))
+    x = torch.rand(1, 3, 64, 96)
+    small.body.load_state_dict({k: v for k, v in full.state_dict().items() if k in small.body.state_dict()})
+    for got, want in zip(small.eval()(x), full.eval()(x)):
+        torch.testing.assert_close(got, want)
+
+
+@pytest.mark.parametrize("name, level, layers", [
+    ("convnext_atto", 2, ["stem_0", "stem_1", "stages_0"]),
+    ("tf_efficientnet_lite0", 2, ["conv_stem", "bn1", "blocks.0", "blocks.1"]),
+    ("tf_efficientnet_lite0", 1, ["conv_stem", "bn1", "blocks.0"]),
+])
+def test_freeze_through_a_level_keeps_weights_and_bn_statistics(name, level, layers):
+    torch.manual_seed(0)
+    bb = Backbone(name, [2, 3])
+    assert bb.freeze_through(level) == layers
+    before = {k: v.clone() for k, v in bb.state_dict().items()}
+    bb.train()
+    opt = torch.optim.SGD([p for p in bb.parameters() if p.requires_grad], lr=0.1)
+    for _ in range(2):
+        opt.zero_grad()
+        sum(f.square().mean() for f in bb(torch.rand(2, 3, 64, 64))).backward()
+        opt.step()
+    after = bb.state_dict()
+    frozen = [k for k in before if any(k.startswith(f"body.{n}.") for n in layers)]
+    trained = [k for k in before if k not in frozen and k.endswith("weight")]
+    assert frozen and trained
+    assert all(torch.equal(before[k], after[k]) for k in frozen)  # weights and running stats alike
+    assert any(not torch.equal(before[k], after[k]) for k in trained)
+    # A frozen model's checkpoint loads into a plain one (inference never freezes).
+    Backbone(name, [2, 3]).load_state_dict(after, strict=True)
+
+
+def test_freeze_through_a_level_the_backbone_does_not_run():
+    with pytest.raises(ValueError, match="has no layer of level 4"):
+        Backbone("convnext_atto", [2, 3]).freeze_through(4)
+
+
 def test_available_levels():
     assert available_levels("convnext_atto") == [2, 3, 4, 5]
     assert available_levels("resnet18") == [1, 2, 3, 4, 5]
