@@ -205,6 +205,18 @@ class BaselineConfig:
 
 
 @dataclass(frozen=True)
+class RealsetConfig:
+    """The real-photo check set (stage ``realset``), scored by ``evaluate`` next to the val split."""
+
+    enabled: bool = True
+    source: str = "/usr/share/doc/opencv-doc/examples/data"  # OpenCV's sample data (Debian: opencv-doc)
+    frames_per_object: int = field(default=8, metadata=_range(1))
+    absent_every: int = field(default=4, metadata=_range(0))
+    distractors: int = field(default=2, metadata=_range(0))
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class ReportConfig:
     """What ``reports/metrics.md`` shows (stage ``report``)."""
 
@@ -223,6 +235,7 @@ class Params:
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     temporal: TemporalConfig = field(default_factory=TemporalConfig)
     baseline: BaselineConfig = field(default_factory=BaselineConfig)
+    realset: RealsetConfig = field(default_factory=RealsetConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
 
 

@@ -2,7 +2,9 @@
 
 Writes ``reports/evaluate/`` (metrics.json as DVC metrics, pr_curve.csv and score_hist.csv as DVC
 plots, per_object.csv, per_size.csv, frames.csv, sequences.csv, predictions.csv, gallery.png) and
-adds the metrics and figures to the MLflow run of the training (``models/run.json``). Next to the
+scores the real-photo check set ``data/realset`` (stage ``realset``) into ``reports/realset/`` the
+same way, and adds both sets' metrics (``eval_*``, ``real_*``) and figures to the MLflow run of the
+training (``models/run.json``). Next to the
 frame metrics, each sequence (video) gets its spatio-temporal IoU, from the top-1 box above
 ``evaluate.score_threshold`` per frame (``st_iou``) and after the ``temporal`` post-processing
 (``st_iou_temporal``, when ``temporal.enabled``).
@@ -33,6 +35,7 @@ from pipeline.config import DataConfig, EvaluateConfig, Params, TemporalConfig, 
 from pipeline.data.dataset import Sample, load_split
 from pipeline.engine.amp import describe_precision, precision_tags, resolve_precision
 from pipeline.engine.tracking import Tracker
+from pipeline.io import atomic_dir, write_json
 from pipeline.inference import Detector
 from pipeline.inference.temporal import smooth_track
 from pipeline.metrics.outputs import score_and_write
@@ -40,6 +43,9 @@ from pipeline.metrics.scoring import Scores
 from pipeline.metrics.stiou import sequence_order, top1
 from pipeline.metrics.topone import Detection
 from pipeline.paths import Paths, ScoredOutputs
+from pipeline.prepare import prepare
+from pipeline.realset import is_built
+from pipeline.resize_templates import resize_templates
 
 log = logging.getLogger(__name__)
 
@@ -117,8 +123,29 @@ def evaluate(
     return scores
 
 
-def log_to_training_run(run_file: Path, scores: Scores, out: ScoredOutputs, tags: dict[str, str]) -> None:
-    """Add ``eval_*`` metrics and the figures to the MLflow run that trained the model (if any)."""
+def evaluate_folder(detector: Detector, folder: Path, fmt: str, params: Params, out: ScoredOutputs) -> Scores:
+    """Prepare the data set in ``folder`` (layout ``fmt``) in a temporary folder, resize its
+    references to the model's template size and score every frame into ``out``; the inputs
+    ``data.on_error: skip`` dropped are listed in ``out``'s ``rejected.csv``."""
+    with tempfile.TemporaryDirectory(prefix="needle-evaluate-") as tmp:
+        scratch = Paths(Path(tmp))
+        # The rejected list goes to out: the scratch folder is deleted at the end.
+        prepare(scratch, DataConfig(source=str(folder.resolve()), format=fmt, on_error=params.data.on_error,
+                                    frame_stride=params.data.frame_stride), rejected_out=out.folder / "rejected.csv")
+        resize_templates(scratch, replace(params.templates, size=detector.template_size))
+        return evaluate(detector, load_split(scratch, None), params.evaluate, out, params.temporal)
+
+
+def write_no_realset(out: ScoredOutputs) -> None:
+    """``out`` when there is no real-photo check set (``realset.enabled: false``): a metrics.json
+    that says so, so the stage's outputs exist and the report can tell."""
+    with atomic_dir(out.folder) as tmp:
+        write_json(tmp / out.metrics.name, {"available": False})
+
+
+def log_to_training_run(run_file: Path, scored: dict[str, tuple[Scores, ScoredOutputs]], tags: dict[str, str]) -> None:
+    """Add each ``scored`` set's metrics (``<prefix>_AP50``, ... with the dict key as prefix) and
+    figures to the MLflow run that trained the model (if any)."""
     if not run_file.is_file():
         log.warning("%s not found: metrics are not added to MLflow", run_file)
         return
@@ -128,10 +155,11 @@ def log_to_training_run(run_file: Path, scores: Scores, out: ScoredOutputs, tags
         return
     tracker = Tracker(run["tracking_uri"])
     tracker.start(None, {}, {}, run_id=run["run_id"])
-    tracker.log_metrics({f"eval_{k}": v for k, v in scores.summary.items() if isinstance(v, (int, float))})
+    for prefix, (scores, out) in scored.items():
+        tracker.log_metrics({f"{prefix}_{k}": v for k, v in scores.summary.items() if isinstance(v, (int, float))})
+        for path in (out.metrics, out.per_object, out.sequences, out.pr_curve, out.gallery):
+            tracker.log_artifact(path, out.folder.name)
     tracker.set_tags(tags)
-    for path in (out.metrics, out.per_object, out.sequences, out.pr_curve, out.gallery):
-        tracker.log_artifact(path, "evaluate")
     tracker.end()
 
 
@@ -153,25 +181,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     params = load_params(paths.params)
     detector = load_detector(args.checkpoint or paths.models / "best.pt", params)
     if args.data is None:
-        scores = evaluate(detector, load_split(paths, "val"), params.evaluate, paths.evaluation, params.temporal)
-        log_to_training_run(paths.models / "run.json", scores, paths.evaluation,
-                            precision_tags("evaluate.amp", detector.precision))
+        scored = {"eval": (evaluate(detector, load_split(paths, "val"), params.evaluate, paths.evaluation,
+                                    params.temporal), paths.evaluation)}
+        if is_built(paths.realset):
+            real = paths.realset_evaluation
+            scored["real"] = (evaluate_folder(detector, paths.realset, "refdet", params, real), real)
+        else:
+            log.info("%s holds no check set (realset.enabled: false): real photos not scored", paths.realset)
+            write_no_realset(paths.realset_evaluation)
+        log_to_training_run(paths.models / "run.json", scored, precision_tags("evaluate.amp", detector.precision))
         return
     if not args.data.is_dir():
         raise UserError(f"--data {args.data}: not a folder")
-    # Imported here: the pipeline's evaluate stage never runs the data stages, so they are no deps.
-    from pipeline.prepare import prepare
-    from pipeline.resize_templates import resize_templates
-
     out = ScoredOutputs(args.out or Path(f"evaluation-{args.data.resolve().name}"))
     require_writable(out.folder)
-    with tempfile.TemporaryDirectory(prefix="needle-evaluate-") as tmp:
-        scratch = Paths(Path(tmp))
-        # The rejected list goes to --out: the scratch folder is deleted at the end.
-        prepare(scratch, DataConfig(source=str(args.data.resolve()), format=args.format, on_error=params.data.on_error,
-                                    frame_stride=params.data.frame_stride), rejected_out=out.folder / "rejected.csv")
-        resize_templates(scratch, replace(params.templates, size=detector.template_size))
-        evaluate(detector, load_split(scratch, None), params.evaluate, out, params.temporal)
+    evaluate_folder(detector, args.data, args.format, params, out)
 
 
 if __name__ == "__main__":

@@ -130,6 +130,16 @@ class Paths:
         return ScoredOutputs(self.root / "reports" / "evaluate")
 
     @property
+    def realset(self) -> Path:
+        """The real-photo check set (stage ``realset``, refdet layout)."""
+        return self.root / "data" / "realset"
+
+    @property
+    def realset_evaluation(self) -> ScoredOutputs:
+        """Outputs of ``evaluate`` on the real-photo check set."""
+        return ScoredOutputs(self.root / "reports" / "realset")
+
+    @property
     def baseline(self) -> ScoredOutputs:
         """Outputs of ``baseline`` (OpenCV template matching on the val split)."""
         return ScoredOutputs(self.root / "reports" / "baseline")

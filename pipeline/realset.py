@@ -1,7 +1,11 @@
 """A small real-photo check set, composed from openly licensed photos installed on the machine.
 
-    python -m pipeline.realset --out data/realset [--frames-per-object 4] [--seed 0]
-    python -m pipeline.evaluate --data data/realset --checkpoint models/best.pt --out reports/realset
+    python -m pipeline.realset [--out data/realset] [--objects box graffiti]   # params.yaml: realset
+
+The DVC stage ``realset`` writes ``data/realset``, which the ``evaluate`` stage scores next to the
+demo's val split (``reports/realset/``). Any checkpoint can score it too::
+
+    python -m pipeline.evaluate --data data/realset --checkpoint models/best.pt --out scored/
 
 Writes the ``refdet`` layout (docs/data.md) with no split of its own, so ``evaluate --data``
 scores every frame::
@@ -29,13 +33,16 @@ import cv2
 import numpy as np
 
 from pipeline.cli import UserError, run_stage
+from pipeline.config import load_params
 from pipeline.data.real_sources import BACKGROUNDS, OBJECTS, OPENCV_DATA, RealObject, View, cut_view, load_view, used_files
 from pipeline.io import atomic_dir
+from pipeline.paths import Paths
 
 FRAME_W, FRAME_H = 1024, 576
 LONG_SIDE = (40, 100)  # target and distractor size in the frame, px
 REF_SIDE = 256  # long side of the written reference photos
 JPEG_QUALITY = 92
+DISABLED = "DISABLED.md"  # the only file of a switched-off set
 
 Photo = tuple[np.ndarray, np.ndarray]  # RGB uint8 [h, w, 3], mask float32 [h, w] in [0, 1]
 
@@ -215,29 +222,43 @@ def build_realset(out: Path, opencv_data: Path = OPENCV_DATA, frames_per_object:
     return counts
 
 
+def write_disabled(out: Path) -> None:
+    """``out`` as a folder that says the set is switched off (``realset.enabled: false``)."""
+    with atomic_dir(out) as tmp:
+        (tmp / DISABLED).write_text("realset.enabled is false in params.yaml: no real-photo check set.\n")
+
+
+def is_built(folder: Path) -> bool:
+    """Whether ``folder`` holds a check set (not a missing or switched-off one)."""
+    return (folder / "templates").is_dir() and not (folder / DISABLED).exists()
+
+
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.realset", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=Path("data/realset"), help="output folder (default: data/realset)")
-    parser.add_argument("--opencv-data", type=Path, default=OPENCV_DATA,
-                        help=f"OpenCV's sample data folder (default: {OPENCV_DATA}, Debian's opencv-doc)")
-    parser.add_argument("--frames-per-object", type=int, default=4, help="frames per object (default: 4)")
-    parser.add_argument("--absent-every", type=int, default=4,
-                        help="every N-th frame of an object leaves the target out (default: 4; 0 = never)")
-    parser.add_argument("--distractors", type=int, default=2, help="other objects pasted per frame (default: 2)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline.realset", description=__doc__.split("\n\n")[0],
+        epilog="Reads the realset section of params.yaml (source, frames_per_object, absent_every, distractors, "
+               "seed, enabled); writes data/realset (the DVC stage) or --out.")
+    parser.add_argument("--out", type=Path, help="output folder (default: data/realset)")
     parser.add_argument("--objects", nargs="+", help="only these objects (default: all)")
-    args = parser.parse_args(argv)
-    for key in ("frames_per_object", "absent_every", "distractors"):
-        if getattr(args, key) < (1 if key == "frames_per_object" else 0):
-            parser.error(f"--{key.replace('_', '-')}: {getattr(args, key)} is out of range")
-    return args
+    return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = _parse_args(argv)
-    counts = build_realset(args.out, args.opencv_data, args.frames_per_object, args.absent_every,
-                           args.distractors, args.seed, args.objects)
-    print(f"{args.out}: {counts['objects']} objects, {counts['frames']} frames ({counts['absent']} without the target)")
+    paths = Paths()
+    cfg = load_params(paths.params).realset
+    out = args.out or paths.realset
+    if not cfg.enabled:
+        write_disabled(out)
+        print(f"{out}: realset.enabled is false; no check set")
+        return
+    source = Path(cfg.source)
+    if not source.is_dir():
+        raise UserError(f"realset.source: {source} is not a folder; install OpenCV's sample photos (bash "
+                        "system-packages.sh installs Debian's opencv-doc) or set realset.enabled: false")
+    counts = build_realset(out, source, cfg.frames_per_object, cfg.absent_every, cfg.distractors, cfg.seed,
+                           args.objects)
+    print(f"{out}: {counts['objects']} objects, {counts['frames']} frames ({counts['absent']} without the target)")
 
 
 if __name__ == "__main__":

@@ -33,6 +33,9 @@ def test_dvc_yaml_paths_agree_with_pipeline_paths():
         assert {str(scored.pr_curve), str(scored.score_hist)} <= set(plots)
         for path in (scored.per_object, scored.per_size, scored.frames, scored.predictions, scored.gallery):
             assert str(path) in outs[stage]
+    assert str(paths.realset) in outs["realset"] and str(paths.realset) in stages["evaluate"]["deps"]
+    assert str(paths.realset_evaluation.folder) in outs["evaluate"]
+    assert str(paths.realset_evaluation.folder) in stages["report"]["deps"]
     assert {str(paths.report), str(paths.figures)} <= set(outs["report"])
     for name, stage in stages.items():
         assert stage["cmd"] == f"python -m pipeline.{name}"
@@ -49,7 +52,9 @@ def test_dvc_yaml_paths_agree_with_pipeline_paths():
         ("prepare", ("data",), ()),
         ("resize_templates", ("templates",), ()),
         ("train", ("model", "train"), ("templates.size", "templates.pad", "templates.pad_value")),
-        ("evaluate", ("evaluate", "temporal"), ("templates.pad", "templates.pad_value")),
+        ("realset", ("realset",), ()),
+        ("evaluate", ("evaluate", "temporal"), ("templates.pad", "templates.pad_value", "templates.workers",
+                                                "templates.jpeg_quality", "data.on_error", "data.frame_stride")),
         ("baseline", ("baseline",), ("evaluate.iou_threshold", "evaluate.gallery_frames")),
         ("report", ("report",), ()),
     ],
@@ -85,7 +90,8 @@ def test_data_stages_repro_noop_and_partial_rerun(tmp_path):
     assert Image.open(next((root / "data/templates").rglob("*.jpg"))).size == (48, 48)
 
 
-@pytest.mark.parametrize("stage", ["prepare", "resize_templates", "train", "evaluate", "baseline", "report"])
+@pytest.mark.parametrize("stage", ["prepare", "resize_templates", "realset", "train", "evaluate", "baseline",
+                                   "report"])
 def test_each_stage_lists_every_pipeline_module_it_imports(stage):
     """Run the stage module's imports in a fresh interpreter and check dvc.yaml covers them."""
     import json

@@ -14,7 +14,7 @@ from pipeline.data.manifest import read_manifest, template_list
 from pipeline.data.real_sources import OBJECTS, OPENCV_DATA, used_files
 from pipeline.paths import Paths
 from pipeline.prepare import prepare
-from pipeline.realset import FRAME_H, FRAME_W, LONG_SIDE, build_realset, main
+from pipeline.realset import FRAME_H, FRAME_W, LONG_SIDE, build_realset, is_built, main
 
 if not (OPENCV_DATA / "box.png").is_file():
     # CI installs opencv-doc (system-packages.sh) and sets this, so a missing package fails there.
@@ -86,9 +86,52 @@ def test_every_object_has_a_photo(tmp_path):
     assert counts == {"objects": len(OBJECTS), "frames": len(OBJECTS), "absent": 0}
 
 
-def test_bad_input_is_one_line(tmp_path):
+def test_bad_input_is_one_line(tmp_path, monkeypatch):
     with pytest.raises(UserError, match="--objects: unknown nope"):
         build_realset(tmp_path / "x", objects=["nope"])
     with pytest.raises(UserError, match=r"box.png: not found .*opencv-doc"):
-        main(["--out", str(tmp_path / "y"), "--opencv-data", str(tmp_path), "--objects", "box"])
+        build_realset(tmp_path / "y", tmp_path, objects=["box"])
     assert not (tmp_path / "y").exists()  # nothing half-written
+    monkeypatch.chdir(tmp_path)
+    Path("params.yaml").write_text(f"realset: {{source: {tmp_path / 'nowhere'}}}\n")
+    with pytest.raises(UserError, match="realset.source: .*nowhere is not a folder; install .*realset.enabled: false"):
+        main([])
+    assert not Path("data/realset").exists()
+
+
+def test_stage_reads_params_and_can_be_switched_off(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Path("params.yaml").write_text("realset: {frames_per_object: 2, absent_every: 2, distractors: 1, seed: 5}\n")
+    main(["--objects", "box", "graffiti"])
+    assert is_built(Path("data/realset"))
+    assert len(list(Path("data/realset/search/images").iterdir())) == 4
+    Path("params.yaml").write_text("realset: {enabled: false}\n")
+    main([])
+    assert not is_built(Path("data/realset"))
+    assert [p.name for p in Path("data/realset").iterdir()] == ["DISABLED.md"]
+
+
+def test_evaluate_stage_scores_the_val_split_and_the_check_set(realset, tmp_path, monkeypatch, cpn_root):
+    """``python -m pipeline.evaluate`` (the DVC stage): the val split into reports/evaluate, the
+    check set in data/realset into reports/realset; without a set, a metrics.json that says so."""
+    import json
+    import shutil
+
+    from pipeline.config import DataConfig, TemplatesConfig
+    from pipeline.evaluate import main as evaluate_main
+    from pipeline.paths import Paths
+    from pipeline.prepare import prepare
+    from pipeline.resize_templates import resize_templates
+    from tests.test_evaluate import make_workdir
+
+    monkeypatch.chdir(make_workdir(tmp_path / "work"))
+    paths = Paths()
+    prepare(paths, DataConfig(source=str(cpn_root)))
+    resize_templates(paths, TemplatesConfig(size=32, workers=1))
+    evaluate_main([])
+    assert json.loads(paths.realset_evaluation.metrics.read_text()) == {"available": False}
+    shutil.copytree(realset, paths.realset)
+    evaluate_main([])
+    real = json.loads(paths.realset_evaluation.metrics.read_text())
+    assert real["frames"] == 16 and real["objects"] == 4
+    assert json.loads(paths.evaluation.metrics.read_text())["frames"] != 16  # the val split, not the set

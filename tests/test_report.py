@@ -12,7 +12,7 @@ import pytest
 
 from pipeline.cli import UserError
 from pipeline.report import main
-from tests.reporting.builders import MODEL_METRICS, commit_all, copy_store, make_report_root
+from tests.reporting.builders import MODEL_METRICS, commit_all, copy_store, make_report_root, write_scored
 
 REPO = Path(__file__).resolve().parents[1]
 SECTIONS = ["# Evaluation report", "## Learned model vs classical baseline", "## Change against the committed metrics",
@@ -123,3 +123,21 @@ def test_command_line_reports_user_error_in_one_line(tmp_path):
     assert done.returncode == 2
     assert done.stderr.strip() == ("error: reports/evaluate/metrics.json does not exist; it is made by stage "
                                    "evaluate (run `dvc repro evaluate`)")
+
+
+def test_real_photo_check_set_stands_beside_the_demo(tmp_path):
+    paths = make_report_root(tmp_path)
+    main(paths)
+    assert "No real-photo check set was scored" in paths.report.read_text()
+    write_scored(paths.realset_evaluation, {**MODEL_METRICS, "AP50": 0.412, "frames": 96, "objects": 12},
+                 scale=0.5)
+    main(paths)
+    text = paths.report.read_text()
+    assert "| metric | model | baseline | model, real photos |" in text
+    assert "| AP50 | 0.700 | 0.200 | 0.412 |" in text
+    assert "check set (`data/realset`, stage `realset`), 96 frames" in text
+    # switched off (realset.enabled: false): evaluate writes only this
+    paths.realset_evaluation.metrics.write_text(json.dumps({"available": False}))
+    main(paths)
+    assert "| metric | model | baseline |" in paths.report.read_text()
+    assert "No real-photo check set was scored" in paths.report.read_text()

@@ -26,7 +26,10 @@ from pipeline.reporting.ordering import natural_key
 log = logging.getLogger(__name__)
 
 SEED_PARAM = "train.seed"
-SHOWN_METRICS = ("AP50", "success", "f1", "mean_iou", "st_iou", "ms_per_frame")
+#: Metrics of the demo val split (MLflow ``eval_<key>``), then of the real-photo check set
+#: (``real_<key>``: logged where the set was scored, n/a elsewhere).
+SHOWN_METRICS = ("AP50", "success", "f1", "fp_rate", "mean_iou", "st_iou", "ms_per_frame",
+                 "real_AP50", "real_success", "real_fp_rate")
 EVAL_PREFIX = "metrics.eval_"
 MISSING = "n/a"
 SORT_DECIMALS = 3  # the report shows metrics with 3 decimals
@@ -159,7 +162,7 @@ def ablation_table(runs: pd.DataFrame, params: tuple[str, ...], sort_by: str) ->
         row["seeds"] = ", ".join(sorted(set(seeds.loc[group.index]), key=natural_key))
         row["n"] = len(members)
         for m in metrics:
-            column = f"{EVAL_PREFIX}{m}"
+            column = f"metrics.{m}" if m.startswith("real_") else f"{EVAL_PREFIX}{m}"
             values = members[column] if column in members else pd.Series(dtype=float)
             row[m], row[f"{m}_std"] = _mean_std(pd.to_numeric(values, errors="coerce"))
         rows.append(row)

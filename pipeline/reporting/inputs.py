@@ -45,6 +45,7 @@ class ReportInputs:
     baseline: Scored | None
     train_curve: pd.DataFrame | None
     notes: dict[str, str] = field(default_factory=dict)
+    real: Scored | None = None  # the model on the real-photo check set, where there is one
 
 
 def display_path(path: Path, root: Path) -> str:
@@ -113,7 +114,8 @@ def read_scored(outputs: ScoredOutputs, root: Path, stage: str, notes: dict[str,
 
 
 def read_inputs(paths: Paths) -> ReportInputs:
-    """Read the model's results (required), the baseline's and the training curve (optional)."""
+    """Read the model's results (required), the baseline's, the training curve and the model's
+    results on the real-photo check set (optional)."""
     root = paths.root
     notes: dict[str, str] = {}
     model = read_scored(paths.evaluation, root, "evaluate", notes)
@@ -126,4 +128,8 @@ def read_inputs(paths: Paths) -> ReportInputs:
     if train_curve is None or train_curve.empty:
         train_curve = None
         notes["train_curve"] = _missing_note("training curve", paths.train_plots, root, "train")
-    return ReportInputs(model, baseline, train_curve, notes)
+    real = None
+    real_metrics = paths.realset_evaluation.metrics
+    if real_metrics.is_file() and read_metrics(real_metrics, root, "evaluate").get("available", True):
+        real = read_scored(paths.realset_evaluation, root, "evaluate", notes, prefix="real_")
+    return ReportInputs(model, baseline, train_curve, notes, real)

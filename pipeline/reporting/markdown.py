@@ -40,11 +40,21 @@ SIZE_METRICS = {"AP": "AP", "success": "success"}
 SEQUENCE_METRICS = {"st_iou": "ST-IoU", "st_iou_temporal": "ST-IoU (temporal)"}
 SIZE_ORDER = ("tiny", "small", "medium", "large")
 NA = "n/a"
+NO_REALSET = ("No real-photo check set was scored (`realset.enabled: false`, or the `realset` and `evaluate` "
+              "stages have not run).")
+REAL_PREFIX = "real_"  # MLflow metrics of the real-photo check set (evaluate logs eval_* and real_*)
 
 
 # ----------------------------------------------------------------------------------------------
 # Numbers and tables
 # ----------------------------------------------------------------------------------------------
+
+
+def metric_label(key: str) -> str:
+    """The report's label of a metric; ``real_<key>`` is that metric on the real-photo check set."""
+    if key.startswith(REAL_PREFIX):
+        return f"{HEADLINE.get(key[len(REAL_PREFIX):], key[len(REAL_PREFIX):])}, real photos"
+    return HEADLINE.get(key, key)
 
 
 def _missing(value: Any) -> bool:
@@ -102,8 +112,9 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], numeric: Sequen
 
 
 def headline_section(inputs: ReportInputs) -> str:
-    """Learned model against the classical baseline, metric by metric."""
-    model, base = inputs.model, inputs.baseline
+    """Learned model against the classical baseline, metric by metric; the model on the
+    real-photo check set beside them, where there is one."""
+    model, base, real = inputs.model, inputs.baseline, inputs.real
     m = model.metrics
     parts = ["## Learned model vs classical baseline", ""]
     context = (
@@ -115,16 +126,26 @@ def headline_section(inputs: ReportInputs) -> str:
     if base is not None:
         context += f", {format_number(base.metrics.get('score_threshold'))} (baseline)"
     parts += [context + ".", ""]
-    headers = ["metric", "model"] + (["baseline"] if base is not None else [])
+    if real is not None:
+        r = real.metrics
+        parts += [f"Real photos (the last column): the real-photo check set (`data/realset`, stage `realset`), "
+                  f"{format_number(r.get('frames'))} frames, {format_number(r.get('frames_with_target'))} with "
+                  f"the target, {format_number(r.get('objects'))} objects, the same model and thresholds.", ""]
+    headers = ["metric", "model"] + (["baseline"] if base is not None else []) + (
+        ["model, real photos"] if real is not None else [])
     rows = []
     for key, label in HEADLINE.items():
         row = [label, format_metric(key, m.get(key))]
         if base is not None:
             row.append(format_metric(key, base.metrics.get(key)))
+        if real is not None:
+            row.append(format_metric(key, real.metrics.get(key)))
         rows.append(row)
     parts.append(table(headers, rows, [False] + [True] * (len(headers) - 1)))
     if base is None:
         parts += ["", inputs.notes["baseline"]]
+    if real is None:
+        parts += ["", NO_REALSET]
     return "\n".join(parts)
 
 
@@ -169,7 +190,7 @@ def ablation_section(ablation: AblationTable | None, note: str | None) -> str:
         intro += (" Runs that also differ in other params (" + ", ".join(f"`{p}`" for p in ablation.other_params)
                   + ") are separate rows; the \"other params\" column names their values.")
     parts += [intro, ""]
-    labels = [HEADLINE.get(k, k) for k in ablation.metrics]
+    labels = [metric_label(k) for k in ablation.metrics]
     headers = [*ablation.params, *(["other params"] if other else []), "seeds", "n", *labels, f"vs best ({sort_label})"]
     rows = []
     for i, rec in enumerate(ablation.frame.to_dict("records")):

@@ -34,7 +34,8 @@ def test_seeds_of_one_setting_become_mean_and_std(store):
     assert two["AP50"] == pytest.approx(0.75) and two["AP50_std"] == pytest.approx(math.sqrt(0.005))
     assert two["ms_per_frame"] == pytest.approx(13.0)
     assert frame.iloc[0]["n"] == 1 and math.isnan(frame.iloc[0]["AP50_std"])
-    assert table.metrics == ("AP50", "success", "f1", "mean_iou", "st_iou", "ms_per_frame")
+    assert table.metrics == ("AP50", "success", "f1", "fp_rate", "mean_iou", "st_iou", "ms_per_frame",
+                             "real_AP50", "real_success", "real_fp_rate")
 
 
 def test_sort_metric_not_shown_is_added_first(store):
@@ -139,3 +140,14 @@ def test_runs_differing_outside_the_study_are_separate_rows_not_seeds():
 def test_no_other_column_when_only_the_study_params_differ(store):
     table = ablation_table(fetch_runs(store), PARAMS, "AP50")
     assert table.other_params == () and set(table.frame["other"]) == {""}
+
+
+def test_real_photo_metrics_are_read_from_their_own_mlflow_keys():
+    runs = pd.DataFrame({
+        "run_id": ["a", "b"], "params.model.fusion": ["attention", "average"],
+        "metrics.eval_AP50": [0.9, 0.8], "metrics.real_AP50": [0.4, float("nan")],
+        "metrics.eval_real_AP50": [0.0, 0.0],  # never read: real_* has no eval_ prefix
+    })
+    table = ablation_table(runs, ("model.fusion",), "AP50")
+    assert table.frame["real_AP50"].tolist()[0] == pytest.approx(0.4)
+    assert math.isnan(table.frame["real_AP50"].tolist()[1])  # a run scored before the set existed

@@ -58,7 +58,7 @@ def test_headline_without_baseline_says_so():
     text = headline_section(inputs)
     assert "| metric | model |" in text and "baseline |" not in text
     assert "| ms/frame | 12.3 |" in text and "| F1 | 0.686 |" in text
-    assert text.endswith("No baseline results: X not found.")
+    assert "\n\nNo baseline results: X not found.\n\nNo real-photo check set was scored" in text
 
 
 def test_null_metric_is_na():
@@ -95,7 +95,8 @@ def test_ablation_section_marks_differences_against_the_seed_spread():
     assert "| model.fusion | seeds | n | AP50 |" in text and text.splitlines()[4].endswith("| vs best (AP50) |")
     assert "> std(best row) + std(this row)" in text
     lines = {line.split(" | ")[0][2:]: line for line in text.splitlines() if line.startswith("| ")}
-    assert lines["best"].endswith("| 0.810 ± 0.014 | n/a | n/a | n/a | n/a | n/a | best |")
+    assert lines["best"].endswith("| 0.810 ± 0.014 |" + " n/a |" * 9 + " best |")
+    assert "| AP50, real photos | success, real photos | FP rate, real photos |" in text
     assert lines["close"].endswith("| -0.010 (within spread) |")
     assert lines["far"].endswith("| -0.300 (beyond spread) |")
     assert lines["once"].endswith("| -0.610 (1 seed) |")
