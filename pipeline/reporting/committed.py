@@ -57,13 +57,18 @@ def metrics_diff(old: dict[str, Any], new: dict[str, Any], order: list[str] | No
     """One row per metric whose value changed (added and removed ones too; values equal to 1e-9
     relative count as unchanged): metric, old, new, change.
 
-    ``change`` is ``new - old`` when both are numbers, else None. Rows follow ``order`` first, then
+    ``change`` is ``new - old`` when both are numbers, else None; text values (``inference_dtype``)
+    are shown as they are. Rows follow ``order`` first, then
     the remaining keys sorted, so the table is the same on every run.
     """
     keys = set(old) | set(new)
     ordered = [k for k in (order or []) if k in keys] + sorted(keys - set(order or []))
     rows = []
     for key in ordered:
+        if isinstance(old.get(key), str) or isinstance(new.get(key), str):  # a setting such as inference_dtype
+            if old.get(key) != new.get(key):
+                rows.append({"metric": key, "old": old.get(key), "new": new.get(key), "change": None})
+            continue
         a, b = _number(old.get(key)), _number(new.get(key))
         same = a == b or (a is not None and b is not None and math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12))
         if same and (key in old) == (key in new):

@@ -65,3 +65,11 @@ def test_integers_stay_integers_and_removed_metrics_show():
 def test_float_round_off_is_no_change():
     diff = metrics_diff({"st_iou": 0.6356661969469222, "AP": 0.5}, {"st_iou": 0.6356661969469223, "AP": 0.5001})
     assert diff["metric"].tolist() == ["AP"]
+
+
+def test_text_values_show_as_text():
+    diff = metrics_diff({"AP": 0.5, "inference_dtype": "bf16"}, {"AP": 0.5, "inference_dtype": "fp32"})
+    assert diff.to_dict("records") == [{"metric": "inference_dtype", "old": "bf16", "new": "fp32", "change": None}]
+    assert metrics_diff({"inference_dtype": "fp32"}, {"inference_dtype": "fp32"}).empty
+    added = metrics_diff({}, {"inference_dtype": "fp32"}).iloc[0]
+    assert (added["old"], added["new"]) == (None, "fp32")
