@@ -313,8 +313,9 @@ class Backbone(nn.Module):
         info = self.body.feature_info.info
         producers = [d["module"] for d in info if _level_of(d["reduction"]) == level]
         if not producers or level > max(self.levels):
+            runs = sorted({lvl for d in info if (lvl := _level_of(d["reduction"])) is not None and lvl <= max(self.levels)})
             raise ValueError(f"backbone {self.name!r} has no layer of level {level} among the ones it runs "
-                             f"(levels up to {max(self.levels)})")
+                             f"(levels {', '.join(map(str, runs))})")
         layers = _layer_names(self.body)
         wanted = {producers[-1], producers[-1].replace(".", "_")}  # FeatureListNet flattens "a.b" to "a_b"
         end = next((i for i, n in enumerate(layers) if n in wanted), None)

@@ -18,7 +18,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
-from pipeline.config import EvaluateConfig, ModelConfig, Params, TrainConfig, to_flat_dict
+from pipeline.config import ConfigError, EvaluateConfig, ModelConfig, Params, TrainConfig, to_flat_dict
 from pipeline.data.dataset import EvalDataset, Sample, TrainDataset, collate, load_split
 from pipeline.detector import build_criterion, build_detector
 from pipeline.engine import distributed as ddp
@@ -80,6 +80,17 @@ def set_backbone_trainable(model: nn.Module, trainable: bool, frozen: Sequence[s
     """Let the backbone learn (or not), except the body layers named in ``frozen``, which never do."""
     for name, p in model.backbone.body.named_parameters():
         p.requires_grad_(trainable and not any(name == f or name.startswith(f + ".") for f in frozen))
+
+
+def freeze_backbone(model: nn.Module, level: int) -> list[str]:
+    """Freeze the backbone layers through ``level`` for the whole run (0: none); the names frozen.
+    A level the backbone has no layer for is a :class:`ConfigError` naming the key."""
+    if not level:
+        return []
+    try:
+        return model.backbone.freeze_through(level)
+    except ValueError as exc:  # e.g. level 1 on a ConvNeXt, whose stem already has stride 4
+        raise ConfigError(f"train.freeze_through_level: {exc}") from None
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -164,7 +175,7 @@ def fit(params: Params, paths: Paths) -> dict:
     val_gt = [s.box for s in val_samples]
 
     model = build_detector(mcfg).to(device)
-    frozen = model.backbone.freeze_through(cfg.freeze_through_level) if cfg.freeze_through_level else []
+    frozen = freeze_backbone(model, cfg.freeze_through_level)
     if frozen:
         log.info("train.freeze_through_level: %d freezes backbone layers %s", cfg.freeze_through_level,
                  ", ".join(frozen))
