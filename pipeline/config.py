@@ -74,6 +74,9 @@ class DemoConfig:
     distractors: int = field(default=2, metadata=_range(0))
     jpeg_quality: int = field(default=92, metadata=_range(1, 100))
     layout: Literal["cpn", "video"] = "cpn"
+    photo_objects: float = field(default=0.0, metadata=_range(0.0, 1.0))  # identities textured by real photos
+    photo_grounds: float = field(default=0.0, metadata=_range(0.0, 1.0))  # sequences / photos on a real-photo ground
+    lookalikes: float = field(default=0.0, metadata=_range(0.0, 1.0))  # sequences with a look-alike distractor
 
 
 @dataclass(frozen=True)

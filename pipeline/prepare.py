@@ -23,8 +23,9 @@ from pipeline.paths import Paths
 log = logging.getLogger(__name__)
 
 
-def resolve_source(data: DataConfig, demo_dir: Path, prepared: Path) -> tuple[Path, str]:
-    """The folder and format to read: demo data generated into ``demo_dir``, or the user's."""
+def resolve_source(data: DataConfig, demo_dir: Path, prepared: Path, photo_dir: Path | None = None) -> tuple[Path, str]:
+    """The folder and format to read: demo data generated into ``demo_dir`` (textured from the
+    photos in ``photo_dir`` where ``data.demo`` asks for them), or the user's."""
     if data.source == "demo":
         layout = data.demo.layout
         if data.format not in ("auto", layout):
@@ -33,7 +34,11 @@ def resolve_source(data: DataConfig, demo_dir: Path, prepared: Path) -> tuple[Pa
                 "data.demo.layout picks cpn or video"
             )
         log.info("generating demo data (%s layout)", layout)
-        generate_demo(demo_dir, data.demo, data.seed)
+        try:
+            generate_demo(demo_dir, data.demo, data.seed, photo_dir=photo_dir)
+        except FileNotFoundError as exc:
+            raise UserError(f"data.demo.photo_objects / photo_grounds: {exc}; or set both to 0 "
+                            f"for a fully procedural demo") from None
         return demo_dir, layout
     source = Path(data.source).expanduser()
     if source.resolve().is_relative_to(prepared.resolve()):
@@ -41,14 +46,15 @@ def resolve_source(data: DataConfig, demo_dir: Path, prepared: Path) -> tuple[Pa
     return source, data.format
 
 
-def prepare(paths: Paths, data: DataConfig, rejected_out: Path | None = None) -> dict:
+def prepare(paths: Paths, data: DataConfig, rejected_out: Path | None = None, photo_dir: Path | None = None) -> dict:
     """Read (or generate) the data set described by ``data`` into ``paths.prepared`` in one atomic
     step and write ``paths.data_stats``; returns the stats.
 
     ``rejected_out`` gets a copy of ``rejected.csv`` (and is the one messages name), for callers
     whose ``paths`` are temporary. When every input is rejected, ``paths.prepared`` is still
     replaced, holding only ``rejected.csv``, before the error is raised: the reasons stay
-    readable and nothing of an earlier run is left to pass for this one's.
+    readable and nothing of an earlier run is left to pass for this one's. ``photo_dir``: the
+    OpenCV sample photos the demo's textures come from (``realset.source``).
     """
     rejected_name = str(rejected_out or paths.rejected)
     failure: NoUsableFrames | None = None
@@ -57,7 +63,7 @@ def prepare(paths: Paths, data: DataConfig, rejected_out: Path | None = None) ->
         def staged_path(final: Path) -> Path:
             return staged / final.relative_to(paths.prepared)
 
-        source, fmt = resolve_source(data, staged_path(paths.demo_root), paths.prepared)
+        source, fmt = resolve_source(data, staged_path(paths.demo_root), paths.prepared, photo_dir)
         try:
             result = ingest(
                 source,
@@ -100,7 +106,8 @@ def _write_rejected(rejected: pd.DataFrame, path: Path, copy: Path | None) -> No
 
 def main() -> None:
     paths = Paths()
-    prepare(paths, load_params(paths.params).data)
+    params = load_params(paths.params)
+    prepare(paths, params.data, photo_dir=Path(params.realset.source).expanduser())
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ def test_dvc_yaml_paths_agree_with_pipeline_paths():
 @pytest.mark.parametrize(
     "stage, sections, extra",
     [
-        ("prepare", ("data",), ()),
+        ("prepare", ("data",), ("realset.source",)),
         ("resize_templates", ("templates",), ()),
         ("train", ("model", "train"), ("templates.size", "templates.pad", "templates.pad_value")),
         ("realset", ("realset",), ()),

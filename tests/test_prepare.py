@@ -27,8 +27,8 @@ TINY_DEMO = {
 }
 
 
-def prepare(cwd: Path, data: dict) -> subprocess.CompletedProcess:
-    (cwd / "params.yaml").write_text(yaml.safe_dump({"data": data}))
+def prepare(cwd: Path, data: dict, **sections: dict) -> subprocess.CompletedProcess:
+    (cwd / "params.yaml").write_text(yaml.safe_dump({"data": data, **sections}))
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     return subprocess.run(
         [sys.executable, "-m", "pipeline.prepare"], cwd=cwd, env=env, capture_output=True, text=True, timeout=300
@@ -64,6 +64,16 @@ def test_demo_end_to_end(tmp_path: Path):
         "data/prepared/rejected.csv",
         "data/stats.json",
     }
+
+
+def test_demo_photos_missing_is_one_line_naming_the_keys(tmp_path: Path):
+    demo = {**TINY_DEMO, "photo_objects": 0.5}
+    run = prepare(tmp_path, {"source": "demo", "demo": demo}, realset={"source": str(tmp_path / "nowhere")})
+    assert run.returncode != 0
+    assert "data.demo.photo_objects" in run.stderr and "nowhere" in run.stderr and "set both to 0" in run.stderr
+    assert "Traceback" not in run.stderr
+    assert not [p for p in (tmp_path / "data").rglob("*") if p.is_file()]  # nothing written
+    assert "WARN" not in run.stderr  # no OpenCV noise about the missing file
 
 
 def test_rerun_replaces_the_output(tmp_path: Path):

@@ -41,6 +41,12 @@ What is drawn:
   same split are distractors at similar sizes; a tree canopy or a pole sometimes covers up to 30 %
   of the target; lighting drifts, frames get motion or defocus blur and sensor noise; about
   ``absent_fraction`` of the frames leave the target out (distractors stay).
+* Real-photo textures (``photo_objects``, ``photo_grounds``; 0 = fully procedural): a share of the
+  identities is covered by a patch of one of OpenCV's sample photos (``TRAINING_PHOTOS`` in
+  :mod:`pipeline.data.real_sources`, none of them a real-photo check set file), and a share of the
+  sequences and reference photos stand on a window of one of them instead of the drawn ground.
+* Hard negatives (``lookalikes``): in that share of sequences the first distractor has the target's
+  outline with another identity's surface, or the target's surface on another outline.
 
 The YOLO box is the tight box of the target's rendered mask (coverage >= 50 % of a pixel) after all
 geometric transforms, clipped to the frame; occlusion does not shrink it.
@@ -53,10 +59,13 @@ byte-identical files.
 from __future__ import annotations
 
 import colorsys
+import dataclasses
+import functools
 import json
 import math
 import multiprocessing
 import os
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +75,7 @@ import cv2
 import numpy as np
 
 from pipeline.config import ConfigError, DemoConfig
+from pipeline.data.real_sources import TRAINING_PHOTOS, load_training_photos
 
 FRAME_W, FRAME_H = 1024, 576
 TEMPLATES_PER_OBJECT = 3
@@ -78,6 +88,12 @@ PHOTO_WORK_SIZE = 512  # reference photos are composed at most this large, then 
 
 # Random streams: each (stream, ids...) tuple gets its own independent generator.
 _STREAM_OBJECT, _STREAM_TEMPLATE, _STREAM_SEQUENCE, _STREAM_NOISE, _STREAM_ABSENT = 1, 2, 3, 4, 5
+# Real-photo choices draw from their own streams, so with data.demo.photo_* and lookalikes at 0
+# every other draw, and so the data, is what it is without them.
+_STREAM_PHOTO_OBJECT, _STREAM_PHOTO_TEMPLATE, _STREAM_PHOTO_SEQUENCE = 6, 7, 8
+
+#: Training photos, BGR float32 [H, W, 3]: the textures of photo identities and grounds.
+Photos = Sequence[np.ndarray]
 
 # Aerial terrain palettes (RGB; flipped to BGR when used).
 _BIOMES: tuple[tuple[tuple[int, int, int], ...], ...] = (
@@ -164,6 +180,16 @@ def _to_uint8(img: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class PhotoFill:
+    """An identity whose surface is a patch of a real photo instead of a procedural pattern."""
+
+    photo: int  # index into the training photos (real_sources.TRAINING_PHOTOS)
+    centre: tuple[float, float]  # patch centre as fractions of the photo's width and height
+    radius: float  # one object unit in photo pixels, as a fraction of the photo's short side
+    angle: float  # rotation of the patch, radians
+
+
 @dataclass
 class ObjectSpec:
     """One procedurally generated identity, in object units (union circumradius 1, centred)."""
@@ -178,6 +204,7 @@ class ObjectSpec:
     tex_amount: float  # how far the pattern pulls towards the accent colour
     dot_radius: float
     noise: np.ndarray  # small float32 grid for the "noise" texture
+    photo: PhotoFill | None = None  # set: the surface is this photo patch (parts keep their shading)
 
 
 def _primitive(rng: np.random.Generator, radius: float) -> np.ndarray:
@@ -210,8 +237,9 @@ def _hsv_bgr(h: float, s: float, v: float) -> np.ndarray:
     return np.array([b, g, r], np.float32) * 255.0
 
 
-def object_spec(seed: int, object_id: int) -> ObjectSpec:
-    """The identity ``object_id`` of data set ``seed`` (cheap; every worker rebuilds it)."""
+def object_spec(seed: int, object_id: int, photo_objects: float = 0.0) -> ObjectSpec:
+    """The identity ``object_id`` of data set ``seed`` (cheap; every worker rebuilds it); a share
+    ``photo_objects`` of identities is textured by a patch of a training photo."""
     rng = _rng(seed, _STREAM_OBJECT, object_id)
     parts = [_primitive(rng, 1.0)]
     for _ in range(int(rng.integers(0, 3))):
@@ -246,7 +274,58 @@ def object_spec(seed: int, object_id: int) -> ObjectSpec:
         tex_amount=float(rng.uniform(0.6, 1.0)),
         dot_radius=float(rng.uniform(0.2, 0.35)),
         noise=rng.uniform(0, 1, (6, 6)).astype(np.float32),
+        photo=_photo_fill(_rng(seed, _STREAM_PHOTO_OBJECT, object_id), photo_objects),
     )
+
+
+def _photo_fill(rng: np.random.Generator, share: float) -> PhotoFill | None:
+    if rng.random() >= share:
+        return None
+    return PhotoFill(
+        photo=int(rng.integers(len(TRAINING_PHOTOS))),
+        centre=(float(rng.uniform(0.2, 0.8)), float(rng.uniform(0.2, 0.8))),
+        radius=float(rng.uniform(0.06, 0.3)),
+        angle=float(rng.uniform(0, 2 * math.pi)),
+    )
+
+
+def lookalike(target: ObjectSpec, other: ObjectSpec, same_outline: bool) -> ObjectSpec:
+    """A hard negative for ``target``: its outline with ``other``'s surface (``same_outline``), or
+    its surface on ``other``'s outline. Part colours are cycled onto the new parts."""
+    outline, surface = (target, other) if same_outline else (other, target)
+    parts = len(surface.part_colour) - 1
+    rows = [0] + [1 + k % parts for k in range(len(outline.polygons))]
+    return dataclasses.replace(surface, polygons=outline.polygons, part_colour=surface.part_colour[rows])
+
+
+def _photo_surface(spec: ObjectSpec, photos: Photos, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """BGR float32 colour of ``spec``'s photo patch at object coordinates (u, v) ([h, w] each)."""
+    fill = spec.photo
+    if not photos:
+        raise ValueError(f"identity {spec.object_id} is photo-textured but no training photos were given")
+    img = photos[fill.photo]
+    ph, pw = img.shape[:2]
+    r = fill.radius * min(ph, pw)
+    c, s = math.cos(fill.angle), math.sin(fill.angle)
+    px = (fill.centre[0] * pw + r * (c * u - s * v)).astype(np.float32)
+    py = (fill.centre[1] * ph + r * (s * u + c * v)).astype(np.float32)
+    return cv2.remap(img, px, py, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+
+
+def _photo_crop(rng: np.random.Generator, photos: Photos, h: int, w: int) -> np.ndarray:
+    """A random window of a random training photo resized to ``h`` x ``w``, BGR float32: a real ground."""
+    img = photos[int(rng.integers(len(photos)))]
+    ph, pw = img.shape[:2]
+    aspect = w / h
+    cw = min(pw, ph * aspect) * rng.uniform(0.5, 1.0)
+    ch = cw / aspect
+    x0, y0 = rng.uniform(0, pw - cw), rng.uniform(0, ph - ch)
+    sx, sy = w / cw, h / ch
+    if rng.random() < 0.5:  # mirrored
+        m = np.float64([[-sx, 0, sx * (x0 + cw)], [0, sy, -sy * y0]])
+    else:
+        m = np.float64([[sx, 0, -sx * x0], [0, sy, -sy * y0]])
+    return cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
 
 
 def _pattern(spec: ObjectSpec, u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -274,13 +353,15 @@ def _pattern(spec: ObjectSpec, u: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 
 def render_object(
-    spec: ObjectSpec, affine: np.ndarray, light: tuple[float, float] = (0.0, 0.0), ss: int = 1
+    spec: ObjectSpec, affine: np.ndarray, light: tuple[float, float] = (0.0, 0.0), ss: int = 1,
+    photos: Photos = (),
 ) -> tuple[int, int, np.ndarray, np.ndarray]:
     """Rasterise ``spec`` under ``affine`` (2x3, object units -> canvas px, pixel centres integer).
 
     Returns ``(x0, y0, colour, alpha)``: a float32 BGR patch and its coverage in [0, 1] whose
     top-left pixel sits at canvas (x0, y0). ``light`` = (angle in object coords, strength) shades
-    the object with a linear gradient; ``ss`` > 1 supersamples for anti-aliasing.
+    the object with a linear gradient; ``ss`` > 1 supersamples for anti-aliasing. ``photos``: the
+    training photos, needed when ``spec`` is photo-textured.
     """
     lin, t = affine[:, :2], affine[:, 2]
     verts = [p @ lin.T + t for p in spec.polygons]
@@ -300,9 +381,14 @@ def render_object(
     ys = (y0 + (np.arange(h * ss) - off) / ss).astype(np.float32)[:, None]
     u = inv[0, 0] * xs + inv[0, 1] * ys + np.float32(inv[0, 2])
     v = inv[1, 0] * xs + inv[1, 1] * ys + np.float32(inv[1, 2])
-    t_pat = _pattern(spec, u, v) * np.float32(spec.tex_amount)
-    base = spec.part_colour[labels]
-    colour = base + (spec.accent - base) * t_pat[..., None]
+    if spec.photo is not None:
+        # Parts stay visible as a brightness step, as painted panels of one real object would.
+        gain = 0.8 + 0.4 * spec.part_colour.mean(1) / 255.0
+        colour = _photo_surface(spec, photos, u, v) * gain.astype(np.float32)[labels][..., None]
+    else:
+        t_pat = _pattern(spec, u, v) * np.float32(spec.tex_amount)
+        base = spec.part_colour[labels]
+        colour = base + (spec.accent - base) * t_pat[..., None]
     ang, strength = light
     shading = 1.0 + strength * (u * math.cos(ang) + v * math.sin(ang))
     alpha = (labels > 0).astype(np.float32)
@@ -359,19 +445,23 @@ def _photo_background(rng: np.random.Generator, size: int) -> np.ndarray:
     return img.astype(np.float32)
 
 
-def render_templates(seed: int, cfg: DemoConfig, object_id: int) -> list[np.ndarray]:
-    """The object's reference photos as BGR uint8 arrays (square, ``cfg.template_size`` a side)."""
-    spec = object_spec(seed, object_id)
+def render_templates(seed: int, cfg: DemoConfig, object_id: int, photos: Photos = ()) -> list[np.ndarray]:
+    """The object's reference photos as BGR uint8 arrays (square, ``cfg.template_size`` a side);
+    ``photos``: the training photos (for photo identities and ``cfg.photo_grounds``)."""
+    spec = object_spec(seed, object_id, cfg.photo_objects)
     rng = _rng(seed, _STREAM_TEMPLATE, object_id)
+    photo_rng = _rng(seed, _STREAM_PHOTO_TEMPLATE, object_id)
     size = cfg.template_size
     # Scene and lighting are rendered at <= PHOTO_WORK_SIZE and upscaled once (4x less work for the
     # default 1024 px); the sensor noise is added at full size so the photo still looks native.
     work = min(size, PHOTO_WORK_SIZE)
     ramp = np.linspace(-1, 1, work, dtype=np.float32)
     r2 = (ramp[:, None] ** 2 + ramp[None, :] ** 2) / 2
-    photos = []
+    refs = []
     for _ in range(TEMPLATES_PER_OBJECT):
         img = _photo_background(rng, work)
+        if photo_rng.random() < cfg.photo_grounds:
+            img = _photo_crop(photo_rng, photos, work, work)
         lin = _view(rng.uniform(0, 2 * math.pi), rng.uniform(0.7, 1.0), rng.uniform(0, math.pi))
         lin = lin * (rng.uniform(0.6, 0.85) * work / _extent(spec, lin).max())
         margin = _extent(spec, lin) / 2 + 0.03 * work
@@ -379,7 +469,7 @@ def render_templates(seed: int, cfg: DemoConfig, object_id: int) -> list[np.ndar
         sun = rng.uniform(0, 2 * math.pi)
         light = (sun - math.atan2(lin[1, 0], lin[0, 0]), rng.uniform(0.1, 0.3))
         affine = np.hstack([lin, centre[:, None]])
-        x0, y0, colour, alpha = render_object(spec, affine, light, SUPERSAMPLE)
+        x0, y0, colour, alpha = render_object(spec, affine, light, SUPERSAMPLE, photos)
         shadow = cv2.GaussianBlur(alpha, (0, 0), 0.015 * work + 0.5)
         d = rng.uniform(0.01, 0.04) * work * np.array([math.cos(sun), math.sin(sun)])
         _shade(img, x0 - int(round(d[0])), y0 - int(round(d[1])), shadow, rng.uniform(0.3, 0.5))
@@ -396,8 +486,8 @@ def render_templates(seed: int, cfg: DemoConfig, object_id: int) -> list[np.ndar
         if work < size:
             img = cv2.resize(img, (size, size), interpolation=cv2.INTER_CUBIC)
         img += rng.standard_normal(img.shape, dtype=np.float32) * np.float32(rng.uniform(1, 4))
-        photos.append(_to_uint8(img))
-    return photos
+        refs.append(_to_uint8(img))
+    return refs
 
 
 # ----------------------------------------------------------------------------------------------
@@ -623,12 +713,13 @@ def _draw_occluder(
 
 
 def render_sequence(
-    seed: int, cfg: DemoConfig, object_id: int, sequence: int, *, draw_target: bool = True
+    seed: int, cfg: DemoConfig, object_id: int, sequence: int, *, draw_target: bool = True, photos: Photos = ()
 ) -> Iterator[DemoFrame]:
     """Render one sequence of ``object_id``'s search frames.
 
     ``draw_target=False`` renders the identical frames with the target left out (its mask and box
     are still reported), which lets tests compare the label with what was actually drawn.
+    ``photos``: the training photos (for photo identities and ``cfg.photo_grounds``).
     """
     n_val = cfg.val_objects
     split_ids = range(n_val) if object_id < n_val else range(n_val, n_val + cfg.train_objects)
@@ -653,18 +744,27 @@ def render_sequence(
     # The background canvas is only as much larger than a frame as this sequence's pan needs.
     margin = int(math.ceil(np.abs(cam_v).max() * (frames - 1) / 2)) + 2
     bg = _aerial_background(rng, FRAME_H + 2 * margin, FRAME_W + 2 * margin, sun)
+    photo_rng = _rng(seed, _STREAM_PHOTO_SEQUENCE, object_id, sequence)
+    if photo_rng.random() < cfg.photo_grounds:
+        bg = _to_uint8(_photo_crop(photo_rng, photos, FRAME_H + 2 * margin, FRAME_W + 2 * margin))
     origin = margin - cam_v * (frames - 1) / 2
 
     # Objects: target first, then distractors kept apart from it and from each other.
     side = rng.uniform(TARGET_MIN_SIDE + 4, TARGET_MAX_SIDE - 8)
-    target = _make_track(rng, object_spec(seed, object_id), frames, side, cam_v)
+    target_spec = object_spec(seed, object_id, cfg.photo_objects)
+    target = _make_track(rng, target_spec, frames, side, cam_v)
     others = [o for o in split_ids if o != object_id]
     k = min(cfg.distractors, len(others))
     chosen = rng.choice(others, k, replace=False) if k else []
+    # A look-alike replaces the first distractor: the same outline or the same surface as the target.
+    twin = photo_rng.random() < cfg.lookalikes
+    same_outline = photo_rng.random() < 0.5
     tracks = [target]
-    for o in chosen:
+    for n, o in enumerate(chosen):
         d_side = float(np.clip(side * rng.uniform(0.75, 1.3), TARGET_MIN_SIDE, TARGET_MAX_SIDE))
-        spec = object_spec(seed, int(o))
+        spec = object_spec(seed, int(o), cfg.photo_objects)
+        if n == 0 and twin:
+            spec = lookalike(target_spec, spec, same_outline)
         for _ in range(30):
             tr = _make_track(rng, spec, frames, d_side, cam_v)
             gaps = [
@@ -706,7 +806,7 @@ def render_sequence(
             aff = _affine(t, i, squash[i], tilt)
             # Lit from the side opposite its shadow.
             light_ang = sun_ang + math.pi - math.atan2(aff[1, 0], aff[0, 0])
-            patches[j] = render_object(t.spec, aff, (light_ang, t.light), SUPERSAMPLE)
+            patches[j] = render_object(t.spec, aff, (light_ang, t.light), SUPERSAMPLE, photos)
         box, mask = None, None
         if 0 in patches:
             x0, y0, _, alpha = patches[0]
@@ -809,14 +909,26 @@ def frames_per_sequence(cfg: DemoConfig, object_id: int) -> int:
     return cfg.frames_per_sequence
 
 
-def _run_task(task: tuple[str, Path, DemoConfig, int, int, int]) -> None:
-    kind, out_dir, cfg, seed, object_id, sequence = task
+def uses_photos(cfg: DemoConfig) -> bool:
+    """Whether ``cfg`` draws anything from the training photos."""
+    return cfg.photo_objects > 0 or cfg.photo_grounds > 0
+
+
+@functools.lru_cache(maxsize=2)
+def _photos(photo_dir: Path | None) -> tuple[np.ndarray, ...]:
+    """The training photos of ``photo_dir``, read once per process (None: none)."""
+    return () if photo_dir is None else load_training_photos(photo_dir)
+
+
+def _run_task(task: tuple[str, Path, DemoConfig, int, int, int, Path | None]) -> None:
+    kind, out_dir, cfg, seed, object_id, sequence, photo_dir = task
     split = out_dir / _split_of(cfg, object_id)
+    photos = _photos(photo_dir)
     if kind == "templates":
-        for k, img in enumerate(render_templates(seed, cfg, object_id), 1):
+        for k, img in enumerate(render_templates(seed, cfg, object_id, photos), 1):
             _imwrite(split / "templates" / template_name(object_id, k), img, cfg.jpeg_quality)
         return
-    for frame in render_sequence(seed, cfg, object_id, sequence):
+    for frame in render_sequence(seed, cfg, object_id, sequence, photos=photos):
         stem = frame_name(object_id, sequence, frame.index)
         _imwrite(split / "search" / "images" / f"{stem}.jpg", frame.image, cfg.jpeg_quality)
         (split / "search" / "labels" / f"{stem}.txt").write_text(yolo_line(frame.box))
@@ -831,13 +943,14 @@ def video_id(object_id: int) -> str:
     return f"video_{object_id:02d}"
 
 
-def _run_video_task(task: tuple[Path, DemoConfig, int, int]) -> dict:
+def _run_video_task(task: tuple[Path, DemoConfig, int, int, Path | None]) -> dict:
     """Write one object's sample folder (photos + clip); returns its ``annotations.json`` entry."""
-    out_dir, cfg, seed, object_id = task
+    out_dir, cfg, seed, object_id, photo_dir = task
+    photos = _photos(photo_dir)
     vid = video_id(object_id)
     sample = out_dir / _split_of(cfg, object_id) / "samples" / vid
     (sample / "object_images").mkdir(parents=True, exist_ok=True)
-    for k, img in enumerate(render_templates(seed, cfg, object_id), 1):
+    for k, img in enumerate(render_templates(seed, cfg, object_id, photos), 1):
         _imwrite(sample / "object_images" / f"img_{k}.jpg", img, cfg.jpeg_quality)
     path = sample / "drone_video.mp4"
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*VIDEO_FOURCC), VIDEO_FPS, (FRAME_W, FRAME_H))
@@ -846,7 +959,7 @@ def _run_video_task(task: tuple[Path, DemoConfig, int, int]) -> dict:
     bboxes = []
     try:
         for s in range(cfg.sequences_per_object):
-            for frame in render_sequence(seed, cfg, object_id, s):
+            for frame in render_sequence(seed, cfg, object_id, s, photos=photos):
                 writer.write(frame.image)
                 if frame.box is not None:
                     n = s * frames_per_sequence(cfg, object_id) + frame.index
@@ -856,8 +969,8 @@ def _run_video_task(task: tuple[Path, DemoConfig, int, int]) -> dict:
     return {"video_id": vid, "annotations": [{"bboxes": bboxes}] if bboxes else []}
 
 
-def _generate_video_layout(out_dir: Path, cfg: DemoConfig, seed: int, workers: int) -> None:
-    tasks = [(out_dir, cfg, seed, o) for o in range(cfg.val_objects + cfg.train_objects)]
+def _generate_video_layout(out_dir: Path, cfg: DemoConfig, seed: int, workers: int, photo_dir: Path | None) -> None:
+    tasks = [(out_dir, cfg, seed, o, photo_dir) for o in range(cfg.val_objects + cfg.train_objects)]
     workers = max(1, min(workers, len(tasks)))
     if workers == 1:
         entries = [_run_video_task(task) for task in tasks]
@@ -866,7 +979,7 @@ def _generate_video_layout(out_dir: Path, cfg: DemoConfig, seed: int, workers: i
         with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker) as pool:
             entries = list(pool.map(_run_video_task, tasks))
     for split in ("train", "val"):
-        mine = [e for e, (_, _, _, o) in zip(entries, tasks) if _split_of(cfg, o) == split]
+        mine = [e for e, (_, _, _, o, _) in zip(entries, tasks) if _split_of(cfg, o) == split]
         (out_dir / split / "annotations").mkdir(parents=True, exist_ok=True)
         (out_dir / split / "annotations" / "annotations.json").write_text(json.dumps(mine, indent=1) + "\n")
 
@@ -882,16 +995,27 @@ def _default_workers() -> int:
         return os.cpu_count() or 1
 
 
-def generate_demo(out_dir: Path, cfg: DemoConfig, seed: int, *, workers: int | None = None) -> None:
+def generate_demo(
+    out_dir: Path, cfg: DemoConfig, seed: int, *, workers: int | None = None, photo_dir: Path | None = None
+) -> None:
     """Write the demo data set to out_dir in the CPN on-disk layout (``cfg.layout: video``: in the
     drone-video layout, see the module docstring).
 
     ``workers``: processes to use (default: the CPUs this process may run on); the output does not
     depend on it. Workers are spawned, so a script that calls this at top level needs the usual
-    ``if __name__ == "__main__":`` guard.
+    ``if __name__ == "__main__":`` guard. ``photo_dir``: the folder of OpenCV's sample photos, read
+    when ``cfg`` uses training photos (:func:`uses_photos`); a missing photo is a FileNotFoundError
+    naming it, raised before anything is written.
     """
+    if not uses_photos(cfg):
+        photo_dir = None
+    elif photo_dir is None:
+        raise ConfigError("data.demo.photo_objects / photo_grounds > 0 need the folder of the training photos")
+    else:
+        photo_dir = Path(photo_dir)
+        _photos(photo_dir)  # every file read here, in this process, before any worker starts
     if cfg.layout == "video":
-        _generate_video_layout(Path(out_dir), cfg, seed, workers or _default_workers())
+        _generate_video_layout(Path(out_dir), cfg, seed, workers or _default_workers(), photo_dir)
         return
     for key in ("frames_per_sequence", "val_frames_per_sequence"):
         if getattr(cfg, key) > MAX_FRAMES_PER_SEQUENCE:
@@ -904,11 +1028,11 @@ def generate_demo(out_dir: Path, cfg: DemoConfig, seed: int, *, workers: int | N
         for sub in ("templates", "search/images", "search/labels"):
             (out_dir / split / sub).mkdir(parents=True, exist_ok=True)
     n_objects = cfg.val_objects + cfg.train_objects
-    tasks: list[tuple[str, Path, DemoConfig, int, int, int]] = []
+    tasks: list[tuple[str, Path, DemoConfig, int, int, int, Path | None]] = []
     for o in range(n_objects):
-        tasks.append(("templates", out_dir, cfg, seed, o, 0))
+        tasks.append(("templates", out_dir, cfg, seed, o, 0, photo_dir))
         for s in range(cfg.sequences_per_object):
-            tasks.append(("sequence", out_dir, cfg, seed, o, s))
+            tasks.append(("sequence", out_dir, cfg, seed, o, s, photo_dir))
     workers = max(1, min(workers or _default_workers(), len(tasks)))
     if workers == 1:
         for task in tasks:
