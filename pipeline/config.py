@@ -166,6 +166,7 @@ class TrainConfig:
     iou_type: Literal["iou", "giou", "diou", "ciou"] = "giou"
     loss_weights: LossWeights = field(default_factory=LossWeights)
     val_every: int = field(default=1, metadata=_range(1))
+    val_realset: bool = False  # also score the real-photo check set at each validation (monitoring only)
     resume: bool = True
     log_every: int = field(default=10, metadata=_range(1))
 

@@ -22,17 +22,16 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
 import torch
 
 from pipeline.cli import UserError, require_writable, run_stage
-from pipeline.config import DataConfig, EvaluateConfig, Params, TemporalConfig, load_params
+from pipeline.config import EvaluateConfig, Params, TemporalConfig, load_params
 from pipeline.data.dataset import Sample, load_split
+from pipeline.data.scratch import ScratchSet
 from pipeline.engine.amp import describe_precision, precision_tags, resolve_precision
 from pipeline.engine.tracking import Tracker
 from pipeline.io import atomic_dir, write_json
@@ -43,9 +42,7 @@ from pipeline.metrics.scoring import Scores
 from pipeline.metrics.stiou import sequence_order, top1
 from pipeline.metrics.topone import Detection
 from pipeline.paths import Paths, ScoredOutputs
-from pipeline.prepare import prepare
 from pipeline.realset import is_built
-from pipeline.resize_templates import resize_templates
 
 log = logging.getLogger(__name__)
 
@@ -127,13 +124,8 @@ def evaluate_folder(detector: Detector, folder: Path, fmt: str, params: Params, 
     """Prepare the data set in ``folder`` (layout ``fmt``) in a temporary folder, resize its
     references to the model's template size and score every frame into ``out``; the inputs
     ``data.on_error: skip`` dropped are listed in ``out``'s ``rejected.csv``."""
-    with tempfile.TemporaryDirectory(prefix="needle-evaluate-") as tmp:
-        scratch = Paths(Path(tmp))
-        # The rejected list goes to out: the scratch folder is deleted at the end.
-        prepare(scratch, DataConfig(source=str(folder.resolve()), format=fmt, on_error=params.data.on_error,
-                                    frame_stride=params.data.frame_stride), rejected_out=out.folder / "rejected.csv")
-        resize_templates(scratch, replace(params.templates, size=detector.template_size))
-        return evaluate(detector, load_split(scratch, None), params.evaluate, out, params.temporal)
+    with ScratchSet(folder, fmt, params, detector.template_size, out.folder / "rejected.csv") as data:
+        return evaluate(detector, data.samples, params.evaluate, out, params.temporal)
 
 
 def write_no_realset(out: ScoredOutputs) -> None:

@@ -135,3 +135,23 @@ def test_temp_experiment_lands_in_the_main_repos_mlflow_store(data_repo, tmp_pat
     temp_runs = [r for r in runs if r.data.params.get("train.iou_type") == "diou"]
     assert len(temp_runs) == 1
     assert temp_runs[0].info.run_name == temp_runs[0].data.tags["dvc_exp_name"]
+
+
+def test_val_realset_watches_the_check_set_without_choosing_on_it(data_repo, tmp_path):
+    import pandas as pd
+
+    from pipeline.data.real_sources import OPENCV_DATA
+    from pipeline.realset import build_realset
+
+    if not (OPENCV_DATA / "box.png").is_file():
+        pytest.skip("OpenCV's sample photos are not installed: bash system-packages.sh")
+    root = _copy(data_repo, tmp_path)
+    build_realset(root / "data/realset", frames_per_object=2, absent_every=2, seed=0, objects=["box", "apple", "fish"])
+    set_params(root, {"train": {"val_realset": True, "val_every": 1}})
+    _train(root)
+    curve = pd.read_csv(root / "reports/train_curve.csv")
+    assert curve["val_real_AP50"].between(0, 1).all() and curve["val_real_success"].notna().all()
+    assert curve["wall_minutes"].is_monotonic_increasing and (curve["wall_minutes"] > 0).all()
+    best = json.loads((root / "reports/train_metrics.json").read_text())["best"]
+    assert best["epoch"] == int(curve.loc[curve["val_AP50"].idxmax(), "epoch"])  # chosen on the demo val split
+    assert not list((root / "data").glob("*scratch*")) and (root / "data/realset").is_dir()

@@ -21,11 +21,14 @@ def plot_training_curves(history: pd.DataFrame, out: Path) -> Path:
     axes[0].set_title("training loss")
     axes[1].plot(history["epoch"], history.get("train_lr", pd.Series(dtype=float)), marker="o")
     axes[1].set_title("learning rate (end of epoch)")
-    for col in ("val_AP50", "val_AP", "val_success"):
+    for col in ("val_AP50", "val_AP", "val_success", "val_real_AP50", "val_real_success"):
         if col in history:
-            axes[2].plot(history["epoch"], history[col], marker="o", label=col.removeprefix("val_"))
+            # Only validation epochs have values: plot those points, joined.
+            rows = history[["epoch", col]].dropna()
+            axes[2].plot(rows["epoch"], rows[col], marker="o", linestyle="--" if "_real_" in col else "-",
+                         label=col.removeprefix("val_").replace("real_", "real photos "))
     axes[2].set_ylim(0, 1)
-    axes[2].set_title("validation (unseen objects)")
+    axes[2].set_title("validation (unseen objects; dashed: real photos)")
     for ax in axes:
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)

@@ -9,6 +9,7 @@ import math
 import os
 import random
 import signal
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from pipeline.config import ConfigError, EvaluateConfig, ModelConfig, Params, TrainConfig, to_flat_dict
 from pipeline.data.dataset import EvalDataset, Sample, TrainDataset, collate, load_split
+from pipeline.data.scratch import ScratchSet
 from pipeline.detector import build_criterion, build_detector
 from pipeline.engine import distributed as ddp
 from pipeline.engine.amp import describe_precision, precision_tags, resolve_precision
@@ -28,6 +30,7 @@ from pipeline.engine.loop import StepState, train_one_epoch, validate
 from pipeline.engine.schedule import build_scheduler
 from pipeline.engine.tracking import Tracker, default_tracking_uri, dvc_tags, run_name_from_env
 from pipeline.paths import Paths
+from pipeline.realset import is_built
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +94,17 @@ def freeze_backbone(model: nn.Module, level: int) -> list[str]:
         return model.backbone.freeze_through(level)
     except ValueError as exc:  # e.g. level 1 on a ConvNeXt, whose stem already has stride 4
         raise ConfigError(f"train.freeze_through_level: {exc}") from None
+
+
+def real_check_set(params: Params, paths: Paths, template_size: int) -> ScratchSet | None:
+    """The real-photo check set ready to validate on when ``train.val_realset`` asks for it and
+    ``paths.realset`` holds one (else None)."""
+    if not params.train.val_realset:
+        return None
+    if not is_built(paths.realset):
+        log.info("train.val_realset: %s holds no check set; validating on the demo val split only", paths.realset)
+        return None
+    return ScratchSet(paths.realset, "refdet", params, template_size)
 
 
 def _unwrap(model: nn.Module) -> nn.Module:
@@ -173,6 +187,11 @@ def fit(params: Params, paths: Paths) -> dict:
     val_loader = DataLoader(EvalDataset(val_samples, template_size, mcfg.search_size), batch_size=4,
                             num_workers=cfg.workers, collate_fn=collate)
     val_gt = [s.box for s in val_samples]
+    real = real_check_set(params, paths, template_size) if info.is_main else None
+    if real is not None:
+        real_loader = DataLoader(EvalDataset(real.samples, template_size, mcfg.search_size), batch_size=4,
+                                 num_workers=cfg.workers, collate_fn=collate)
+        real_gt = [s.box for s in real.samples]
 
     model = build_detector(mcfg).to(device)
     frozen = freeze_backbone(model, cfg.freeze_through_level)
@@ -218,6 +237,9 @@ def fit(params: Params, paths: Paths) -> dict:
     def on_step(step: int, metrics: dict[str, float]) -> None:
         tracker.log_metrics(metrics, step=step)
 
+    # Wall time of training (validation included) across resumes: the x axis of accuracy-vs-time.
+    minutes_before = state.history[-1].get("wall_minutes", 0.0) if state.history else 0.0
+    started = time.monotonic()
     for epoch in range(start_epoch, cfg.epochs):
         set_backbone_trainable(model, epoch >= cfg.freeze_backbone_epochs, frozen)
         sampler.set_epoch(epoch)
@@ -234,6 +256,11 @@ def fit(params: Params, paths: Paths) -> dict:
             val = validate(model, val_loader, val_gt, precision, device, ev.score_threshold, ev.nms_iou,
                            ev.max_detections, ev.iou_threshold, cfg.channels_last)
             row.update({f"val_{k}": v for k, v in val.items()})
+            if real is not None:  # watched, never used to pick the best epoch: the check set stays unseen
+                val = validate(model, real_loader, real_gt, precision, device, ev.score_threshold, ev.nms_iou,
+                               ev.max_detections, ev.iou_threshold, cfg.channels_last)
+                row.update({f"val_real_{k}": v for k, v in val.items()})
+        row["wall_minutes"] = minutes_before + (time.monotonic() - started) / 60
         state.history.append(row)
         if info.is_main:
             log.info("epoch %d: %s", epoch, ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"))
@@ -261,6 +288,8 @@ def fit(params: Params, paths: Paths) -> dict:
         # Nothing to resume had a trustworthy best.pt (e.g. a finished run whose best.pt was
         # removed): the last epoch becomes the best, with its own record.
         best = last_as_best(last_path, best_path)
+    if real is not None:
+        real.close()
     summary = {"epochs": cfg.epochs, "steps": state.step, "best": best, "history": state.history,
                "run_id": run_id, "tracking_uri": tracker.tracking_uri, "precision": precision.name}
     summary["tracker"] = tracker
