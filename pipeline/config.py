@@ -225,7 +225,7 @@ class ReportConfig:
     """What ``reports/metrics.md`` shows (stage ``report``)."""
 
     ablation_params: tuple[str, ...] = ("model.fusion", "model.corr_kernel", "train.iou_type")
-    sort_by: Literal["AP", "AP50", "success", "f1", "mean_iou", "st_iou"] = "AP50"
+    sort_by: Literal["AP", "AP50", "success", "f1", "mean_iou", "st_iou", "real_AP50", "real_success"] = "AP50"
 
 
 @dataclass(frozen=True)
