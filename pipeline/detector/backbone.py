@@ -23,6 +23,7 @@ Weights (``pretrained``):
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import socket
@@ -304,7 +305,15 @@ class Backbone(nn.Module):
                 f"of timm.create_model({name!r}) or of this Backbone"
             )
         full.load_state_dict(sd, strict=False)
-        return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(state_dict=full.state_dict()), **kw)
+        # The keys were checked above; timm would only warn that the feature model has no use for
+        # the classifier's ("Unexpected keys (conv_head.weight, ...)"), on every build.
+        builder_log = logging.getLogger("timm.models._builder")
+        level = builder_log.level
+        builder_log.setLevel(logging.ERROR)
+        try:
+            return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(state_dict=full.state_dict()), **kw)
+        finally:
+            builder_log.setLevel(level)
 
     # -- freezing ----------------------------------------------------------------------------
 

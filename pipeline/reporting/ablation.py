@@ -26,6 +26,8 @@ from pipeline.reporting.ordering import natural_key
 log = logging.getLogger(__name__)
 
 SEED_PARAM = "train.seed"
+#: Params that cannot change a run's metrics: a report setting never splits a row.
+IGNORED_PREFIXES = ("report.",)
 #: Metrics of the demo val split (MLflow ``eval_<key>``), then of the real-photo check set
 #: (``real_<key>``: logged where the set was scored, n/a elsewhere).
 SHOWN_METRICS = ("AP50", "success", "f1", "fp_rate", "mean_iou", "st_iou", "ms_per_frame",
@@ -148,7 +150,8 @@ def ablation_table(runs: pd.DataFrame, params: tuple[str, ...], sort_by: str) ->
     # Runs that differ in a param outside the study are different settings, not seeds of one.
     other_params = tuple(sorted(
         (key for key in (c[len("params."):] for c in evaluated.columns if c.startswith("params."))
-         if key not in params and key != SEED_PARAM and _param_values(evaluated, key).nunique() > 1),
+         if key not in params and key != SEED_PARAM and not key.startswith(IGNORED_PREFIXES)
+         and _param_values(evaluated, key).nunique() > 1),
         key=natural_key))
     keys = pd.DataFrame({p: _param_values(evaluated, p) for p in params}, index=evaluated.index)
     keys["other"] = ["; ".join(f"{k}={v}" for k, v in zip(other_params, values))

@@ -151,3 +151,16 @@ def test_real_photo_metrics_are_read_from_their_own_mlflow_keys():
     table = ablation_table(runs, ("model.fusion",), "AP50")
     assert table.frame["real_AP50"].tolist()[0] == pytest.approx(0.4)
     assert math.isnan(table.frame["real_AP50"].tolist()[1])  # a run scored before the set existed
+
+
+def test_report_settings_never_split_a_row_and_real_photos_can_sort_it():
+    runs = pd.DataFrame({
+        "run_id": ["a", "b", "c"], "params.model.fusion": ["attention"] * 3,
+        "params.train.seed": ["0", "1", "0"], "params.report.sort_by": ["AP50", "real_AP50", "AP50"],
+        "params.model.colour_bins": ["8", "8", "0"],
+        "metrics.eval_AP50": [0.7, 0.8, 0.9], "metrics.real_AP50": [0.6, 0.5, 0.4],
+    })
+    table = ablation_table(runs, ("model.fusion",), "real_AP50")
+    assert table.other_params == ("model.colour_bins",)
+    assert table.frame["other"].tolist() == ["model.colour_bins=8", "model.colour_bins=0"]  # best real AP50 first
+    assert table.frame["n"].tolist() == [2, 1] and table.frame.iloc[0]["real_AP50"] == pytest.approx(0.55)
