@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import re
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Callable
 
@@ -42,11 +44,32 @@ def user_message(exc: BaseException) -> str:
     return text[start + len(marker):].strip() if start >= 0 else text
 
 
-def run_stage(main: Callable[[], None]) -> None:
-    """Run a stage's ``main()``; print user errors as ``error: ...`` and exit with status 2."""
+def stage_help(doc: str, prog: str, argv: Sequence[str] | None = None) -> None:
+    """Command line of a stage that takes no options: ``--help`` prints ``doc`` (what the stage
+    reads and writes) and exits 0 without running it; anything else is a usage error (status 2)."""
+    summary, _, details = (doc or "").strip().partition("\n\n")
+    parser = argparse.ArgumentParser(prog=prog, description=summary, epilog=details or None,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.parse_args(argv)
+
+
+def run_stage(main: Callable[[], None], doc: str | None = None) -> None:
+    """Run a stage's ``main()``; print user errors as ``error: ...`` and exit with status 2.
+
+    ``doc``: the module docstring of a stage without options of its own; its command line then
+    answers ``--help`` (:func:`stage_help`) before anything runs.
+    """
+    if doc is not None:
+        stage_help(doc, f"python -m {main.__module__ if main.__module__ != '__main__' else _main_module()}")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         main()
     except (ConfigError, UserError) as exc:
         print(f"error: {user_message(exc)}", file=sys.stderr)
         sys.exit(2)
+
+
+def _main_module() -> str:
+    """The dotted name ``python -m`` ran (``pipeline.train``), or the script's name."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    return spec.name if spec is not None else Path(sys.argv[0]).name

@@ -3,6 +3,9 @@
 Both are committed to git and deterministic (no timestamps, fixed number formats, reproducible
 PNGs), so a diff shows only real changes. Sections: model vs baseline, change against the metrics
 committed at HEAD, the MLflow ablation table, per-object and per-size results, figures.
+Reads ``reports/evaluate/``, ``reports/realset/``, ``reports/baseline/``,
+``reports/train_curve.csv``, params.yaml's ``report`` section and the MLflow runs (``mlflow.db``);
+writes only ``reports/metrics.md`` and ``reports/figures/``.
 """
 
 from __future__ import annotations
@@ -43,4 +46,4 @@ def main(paths: Paths | None = None) -> None:
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    run_stage(main, __doc__)

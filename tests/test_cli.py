@@ -29,3 +29,23 @@ def test_worker_errors_keep_their_one_line_message(workers: int):
 
 def test_other_messages_are_kept_whole():
     assert user_message(UserError("a.csv: line 3: Caught x\nmore")) == "a.csv: line 3: Caught x\nmore"
+
+
+@pytest.mark.parametrize("stage", ["prepare", "resize_templates", "train", "baseline", "report"])
+def test_stages_answer_help_without_running(stage: str, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    run = subprocess.run([sys.executable, "-m", f"pipeline.{stage}", "--help"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith(f"usage: python -m pipeline.{stage} [-h]")
+    assert f"Stage ``{stage}``" in run.stdout and "rite" in run.stdout  # what it reads and writes
+    assert list(tmp_path.iterdir()) == []  # nothing ran: no params.yaml read, nothing written
+    bad = subprocess.run([sys.executable, "-m", f"pipeline.{stage}", "--bogus"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "unrecognized arguments: --bogus" in bad.stderr
+    assert list(tmp_path.iterdir()) == []
