@@ -75,7 +75,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pipeline.cli import UserError, require_writable, run_stage
-from pipeline.data.augment import to_tensor_array
+from pipeline.data.frames import to_tensor_array
 from pipeline.detector import correlation
 from pipeline.detector.fusion import TemplateFusion
 from pipeline.detector.model import ReferenceDetector

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import albumentations as A
 import cv2
-import numpy as np
 
 def search_augmentation() -> A.Compose:
     """Geometric + photometric augmentation of an RGB uint8 search crop with one pascal_voc box.
@@ -59,8 +58,3 @@ def identity_augmentation(p: float, max_templates: int = 8) -> A.Compose:
         additional_targets={f"template{i}": "image" for i in range(max_templates)},
         is_check_shapes=False,  # the crop and the references differ in size; the mapping is per pixel
     )
-
-
-def to_tensor_array(image: np.ndarray) -> np.ndarray:
-    """HWC uint8 RGB -> CHW float32 in [0, 1] (the detector normalises with its backbone's stats)."""
-    return np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32) / 255.0

@@ -8,37 +8,23 @@ at evaluation time with the same weights.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
-import cv2
 import numpy as np
 import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
 from pipeline.cli import UserError
-from pipeline.data.augment import identity_augmentation, search_augmentation, template_augmentation, to_tensor_array
+from pipeline.data.augment import identity_augmentation, search_augmentation, template_augmentation
+from pipeline.data.frames import Sample, read_frame, read_rgb, resize, to_tensor_array
 from pipeline.data.manifest import BOX, read_manifest, read_templates
 from pipeline.paths import Paths
 
 #: A crop keeps the target as "present" only if this share of its box is inside the crop.
 MIN_VISIBLE = 0.6
-
-
-@dataclass(frozen=True)
-class Sample:
-    """One search frame and the reference photos of its object."""
-
-    image: str
-    object_id: str
-    sequence_id: str
-    frame_index: int
-    box: tuple[float, float, float, float] | None
-    templates: tuple[str, ...]
-    width: int = 0  # original frame size (0 = unknown: read from the file)
-    height: int = 0
 
 
 def load_samples(manifest: pd.DataFrame, templates: pd.DataFrame, split: str) -> list[Sample]:
@@ -100,39 +86,6 @@ def load_split(paths: Paths, split: str | None) -> list[Sample]:
     return samples
 
 
-_REDUCED = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
-
-
-def read_rgb(path: str | Path, reduce: int = 1) -> np.ndarray:
-    """Read an image file as HWC uint8 RGB, optionally decoded at 1/``reduce`` size (JPEG DCT
-    scaling, much cheaper than a full decode followed by a resize).
-    A missing or corrupt file is a UserError naming it."""
-    image = cv2.imread(str(path), _REDUCED[reduce])
-    if image is None:
-        raise UserError(f"{path}: cannot read image (missing, unreadable or corrupt)")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
-def read_frame(sample: Sample, search_size: tuple[int, int]) -> tuple[np.ndarray, float, float]:
-    """The sample's frame resized to ``search_size`` = (width, height), and the x, y scale factors
-    from original pixels. Decodes at the largest reduction that stays at or above the target."""
-    reduce = 1
-    if sample.width and sample.height:
-        while reduce < 8 and sample.width // (reduce * 2) >= search_size[0] and sample.height // (reduce * 2) >= search_size[1]:
-            reduce *= 2
-    image = read_rgb(sample.image, reduce)
-    width, height = (sample.width, sample.height) if sample.width else (image.shape[1], image.shape[0])
-    return _resize(image, search_size), search_size[0] / width, search_size[1] / height
-
-
-def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Resize to ``size`` = (width, height) (area filter when shrinking)."""
-    h, w = image.shape[:2]
-    if (w, h) == tuple(size):
-        return image
-    return cv2.resize(image, tuple(size), interpolation=cv2.INTER_AREA if w > size[0] else cv2.INTER_LINEAR)
-
-
 def _scale_box(box, sx: float, sy: float):
     if box is None:
         return None
@@ -143,7 +96,7 @@ def _read_templates(paths: Sequence[str], size: int, aug=None, rng: np.random.Ge
     """Reference photos as ``size x size`` RGB uint8, augmented with ``aug`` when ``rng`` is given."""
     out = []
     for path in paths:
-        image = _resize(read_rgb(path), (size, size))
+        image = resize(read_rgb(path), (size, size))
         if aug is not None and rng is not None:
             aug.set_random_seed(int(rng.integers(2**31)))
             image = aug(image=image)["image"]

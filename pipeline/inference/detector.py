@@ -25,8 +25,7 @@ from torchvision.ops import nms
 
 from pipeline.cli import UserError
 from pipeline.config import ConfigError, ModelConfig, parse_params
-from pipeline.data.augment import to_tensor_array
-from pipeline.data.dataset import Sample, _resize, read_frame
+from pipeline.data.frames import Sample, read_frame, resize, to_tensor_array
 from pipeline.data.decode import BadImage, decoded_size
 from pipeline.data.imageio import PAD_MODES, PadMode, pad_to_square, square_template
 from pipeline.detector.model import ReferenceDetector, build_detector
@@ -227,7 +226,7 @@ class Detector:
         """The frame resized to ``search_size`` (HWC uint8) and its original ``(width, height)``."""
         if isinstance(item, np.ndarray):
             image = _check_rgb(item, "search image")
-            return _resize(image, self.search_size), (image.shape[1], image.shape[0])
+            return resize(image, self.search_size), (image.shape[1], image.shape[0])
         # The check prepare makes: OpenCV fills a truncated JPEG with grey and only warns, so a
         # half-missing frame would be scored as if it were whole.
         try:

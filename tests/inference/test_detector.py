@@ -11,8 +11,7 @@ from PIL import Image
 
 from pipeline.cli import UserError
 from pipeline.config import ModelConfig
-from pipeline.data.augment import to_tensor_array
-from pipeline.data.dataset import _resize
+from pipeline.data.frames import resize, to_tensor_array
 from pipeline.detector import Backbone, ReferenceDetector
 from pipeline.detector.postprocess import postprocess
 from pipeline.engine.checkpoint import save_checkpoint
@@ -82,7 +81,7 @@ def test_boxes_in_original_pixels_and_clamped(model):
     det = detector(model)
     det.set_templates(templates)
     got = det.predict(frame)
-    boxes, scores = direct(model, templates, _resize(frame, SEARCH))
+    boxes, scores = direct(model, templates, resize(frame, SEARCH))
     expect = boxes * np.array([4.0, 3.0, 4.0, 3.0], dtype=np.float32)
     expect[:, 0::2] = expect[:, 0::2].clip(0, 512)
     expect[:, 1::2] = expect[:, 1::2].clip(0, 288)
@@ -215,3 +214,16 @@ def test_amp_mode_errors_name_the_setting(model):
     # auto on the CPU: bf16 only where the CPU runs it natively
     expected = torch.bfloat16 if cpu_info().native_bf16 else None
     assert detector(model, amp="auto").precision.dtype == expected
+
+
+def test_inference_api_imports_no_training_code():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys; from pipeline.inference import Detector; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('albumentations', 'mlflow', 'dvc') "
+            "or m in ('pipeline.data.dataset', 'pipeline.data.augment', 'pipeline.engine.trainer')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[2]).stdout
+    assert out.strip() == "[]"
