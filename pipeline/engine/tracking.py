@@ -12,6 +12,8 @@ and SQLAlchemy's loggers are silenced during each store call, so their traceback
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import logging
 import os
 import subprocess
@@ -197,14 +199,34 @@ def _param_value(value: Any) -> Any:
     return str(value) if isinstance(value, (list, tuple, dict)) else value
 
 
-def run_name_from_env() -> str | None:
-    """DVC sets ``DVC_EXP_NAME`` when it runs an experiment; use it so MLflow and DVC agree."""
-    return os.environ.get("DVC_EXP_NAME") or None
+def git_dirty(cwd: Path | None = None) -> bool | None:
+    """Whether the work tree has uncommitted changes to tracked files (None: not a git checkout)."""
+    try:
+        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+                             capture_output=True, text=True, check=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return bool(out.strip())
+
+
+def run_name(params: dict[str, Any], cwd: Path | None = None) -> str | None:
+    """The MLflow run name: DVC's experiment name when DVC runs one (``DVC_EXP_NAME``), so MLflow
+    and DVC agree; else ``<commit>[-dirty]-<params digest>`` (``3f2a9c1-dirty-5e0b7d``), which tells
+    runs of other code or params apart. None outside git: MLflow then picks one."""
+    if os.environ.get("DVC_EXP_NAME"):
+        return os.environ["DVC_EXP_NAME"]
+    commit = git_commit(cwd)
+    if not commit:
+        return None
+    digest = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:6]
+    return f"{commit[:7]}{'-dirty' if git_dirty(cwd) else ''}-{digest}"
 
 
 def dvc_tags() -> dict[str, str | None]:
+    dirty = git_dirty()
     return {
         "git_commit": git_commit(),
+        "git_dirty": None if dirty is None else str(dirty).lower(),
         "dvc_exp_name": os.environ.get("DVC_EXP_NAME"),
         "dvc_baseline_rev": os.environ.get("DVC_EXP_BASELINE_REV"),
     }

@@ -28,7 +28,7 @@ from pipeline.engine.amp import describe_precision, precision_tags, resolve_prec
 from pipeline.engine.checkpoint import load_checkpoint, params_digest, rng_state, save_checkpoint, set_rng_state
 from pipeline.engine.loop import StepState, train_one_epoch, validate
 from pipeline.engine.schedule import build_scheduler
-from pipeline.engine.tracking import Tracker, default_tracking_uri, dvc_tags, run_name_from_env
+from pipeline.engine.tracking import Tracker, default_tracking_uri, dvc_tags, run_name
 from pipeline.paths import Paths
 from pipeline.realset import is_built
 
@@ -226,7 +226,8 @@ def fit(params: Params, paths: Paths) -> dict:
             log.info("%s was trained with other params or data; starting fresh", last_path)
 
     tracker = Tracker(default_tracking_uri(), enabled=info.is_main)
-    tracker.start(run_name_from_env(), to_flat_dict(params), dvc_tags(), run_id=run_id)
+    flat_params = to_flat_dict(params)
+    tracker.start(run_name(flat_params), flat_params, dvc_tags(), run_id=run_id)
     run_id = tracker.run_id or run_id
     tracker.set_tags(precision_tags("train.amp", precision))
 

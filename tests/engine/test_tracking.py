@@ -115,3 +115,28 @@ def test_read_only_store_says_one_line_and_nothing_else(tmp_path, monkeypatch, c
     assert [r.name for r in loud] == ["pipeline.engine.tracking"]
     message = loud[0].getMessage()
     assert "\n" not in message and "OperationalError: attempt to write a readonly database" in message
+
+
+def test_run_names_tell_commits_params_and_dirty_trees_apart(tmp_path, monkeypatch):
+    import subprocess
+
+    from pipeline.engine.tracking import dvc_tags, run_name
+
+    monkeypatch.delenv("DVC_EXP_NAME", raising=False)
+    assert run_name({"train.lr": 0.1}, cwd=tmp_path) is None  # not a git checkout: MLflow picks one
+    git = lambda *a: subprocess.run(["git", *a], cwd=tmp_path, check=True, capture_output=True, text=True)  # noqa: E731
+    git("init", "-q")
+    (tmp_path / "params.yaml").write_text("train: {lr: 0.1}\n")
+    git("add", "params.yaml")
+    git("-c", "user.name=t", "-c", "user.email=t@t.invalid", "commit", "-qm", "init")
+    sha = git("rev-parse", "HEAD").stdout.strip()
+    clean = run_name({"train.lr": 0.1}, cwd=tmp_path)
+    assert clean.startswith(sha[:7] + "-") and "dirty" not in clean and len(clean) == 7 + 1 + 6
+    assert run_name({"train.lr": 0.1}, cwd=tmp_path) == clean  # same code and params: same name
+    assert run_name({"train.lr": 0.2}, cwd=tmp_path) != clean
+    (tmp_path / "params.yaml").write_text("train: {lr: 0.2}\n")
+    assert run_name({"train.lr": 0.2}, cwd=tmp_path).startswith(sha[:7] + "-dirty-")
+    monkeypatch.chdir(tmp_path)
+    assert dvc_tags()["git_dirty"] == "true"
+    monkeypatch.setenv("DVC_EXP_NAME", "my-exp")
+    assert run_name({"train.lr": 0.2}, cwd=tmp_path) == "my-exp"  # DVC's name wins, so both tools agree
