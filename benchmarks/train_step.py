@@ -328,24 +328,21 @@ def backbones_section(settings: TrainSettings, device: torch.device, auto: Preci
     for case in settings.cases:
         for variant in rows:
             try:
-                step = make_step(case, variant, device)
+                r = time_variant(case, variant, device, settings)
             except ConfigError as exc:  # e.g. a weights package that is not installed
                 table.notes.append(f"{case.name}: not timed ({exc})")
                 break
-            for _ in range(1 + settings.warmup):
-                step()
-            timing = measure(step, 0, settings.repeats, device, settings.max_seconds)
-            rate = case.batch / timing.median
+            rate = r.images_per_s
             base.setdefault(variant.label, rate)
-            table.add([case.name, variant.label, fmt(timing.median), fmt(rate), ratio(rate, base[variant.label])],
-                      backbone=case.name, precision=variant.label, seconds=timing.median, times=list(timing.times),
-                      images_per_s=rate)
+            table.add([case.name, variant.label, fmt(r.timing.median), fmt(rate), ratio(rate, base[variant.label])],
+                      backbone=case.name, precision=variant.label, seconds=r.timing.median,
+                      times=list(r.timing.times), images_per_s=rate)
     if settings.cases:
         c = settings.cases[0]
         h, w = c.search_hw
         table.notes.append(f"params.yaml otherwise: levels {list(c.params.model.levels)}, search {w}x{h}, "
                            f"{c.templates}x{c.template_size} px templates, batch {c.batch}")
-    table.notes.append(f"s/step: {repeats_note('steps', settings.repeats, settings.max_seconds)} after "
-                       f"{1 + settings.warmup} warm-up step(s); frozen layers (train.freeze_through_level) run no "
-                       "backward pass, as in the trainer")
+    table.notes.append(f"s/step: {repeats_note('steps', settings.repeats, settings.max_seconds)} after a "
+                       f"FLOP-counted step and up to {settings.warmup} more warm-up step(s), as in the train "
+                       "section; frozen layers (train.freeze_through_level) run no backward pass, as in the trainer")
     return table

@@ -60,7 +60,7 @@ def run_stage(main: Callable[[], None], doc: str | None = None) -> None:
     answers ``--help`` (:func:`stage_help`) before anything runs.
     """
     if doc is not None:
-        stage_help(doc, f"python -m {main.__module__ if main.__module__ != '__main__' else _main_module()}")
+        stage_help(doc, f"python -m {_main_module()}")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         main()

@@ -743,6 +743,8 @@ def render_sequence(
     noise_sigma = np.float32(rng.uniform(1.5, 5.0))
     # The background canvas is only as much larger than a frame as this sequence's pan needs.
     margin = int(math.ceil(np.abs(cam_v).max() * (frames - 1) / 2)) + 2
+    # Drawn even where a photo ground replaces it: its draws keep the sequence's stream, and so the
+    # procedural data, as they are without photos.
     bg = _aerial_background(rng, FRAME_H + 2 * margin, FRAME_W + 2 * margin, sun)
     photo_rng = _rng(seed, _STREAM_PHOTO_SEQUENCE, object_id, sequence)
     if photo_rng.random() < cfg.photo_grounds:

@@ -209,23 +209,24 @@ def git_dirty(cwd: Path | None = None) -> bool | None:
     return bool(out.strip())
 
 
-def run_name(params: dict[str, Any], cwd: Path | None = None) -> str | None:
-    """The MLflow run name: DVC's experiment name when DVC runs one (``DVC_EXP_NAME``), so MLflow
-    and DVC agree; else ``<commit>[-dirty]-<params digest>`` (``3f2a9c1-dirty-5e0b7d``), which tells
-    runs of other code or params apart. None outside git: MLflow then picks one."""
-    if os.environ.get("DVC_EXP_NAME"):
-        return os.environ["DVC_EXP_NAME"]
-    commit = git_commit(cwd)
-    if not commit:
+def run_name(params: dict[str, Any], tags: dict[str, str | None]) -> str | None:
+    """The MLflow run name: DVC's experiment name when DVC runs one, so MLflow and DVC agree; else
+    ``<commit>[-dirty]-<params digest>`` (``3f2a9c1-dirty-5e0b7d``), which tells runs of other code
+    or params apart. ``tags``: :func:`dvc_tags`. None outside git: MLflow then picks one."""
+    if tags.get("dvc_exp_name"):
+        return tags["dvc_exp_name"]
+    if not tags.get("git_commit"):
         return None
     digest = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:6]
-    return f"{commit[:7]}{'-dirty' if git_dirty(cwd) else ''}-{digest}"
+    dirty = "-dirty" if tags.get("git_dirty") == "true" else ""
+    return f"{tags['git_commit'][:7]}{dirty}-{digest}"
 
 
-def dvc_tags() -> dict[str, str | None]:
-    dirty = git_dirty()
+def dvc_tags(cwd: Path | None = None) -> dict[str, str | None]:
+    """Where a run comes from: commit, uncommitted changes, DVC experiment (None: unknown)."""
+    dirty = git_dirty(cwd)
     return {
-        "git_commit": git_commit(),
+        "git_commit": git_commit(cwd),
         "git_dirty": None if dirty is None else str(dirty).lower(),
         "dvc_exp_name": os.environ.get("DVC_EXP_NAME"),
         "dvc_baseline_rev": os.environ.get("DVC_EXP_BASELINE_REV"),

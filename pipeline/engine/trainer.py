@@ -226,8 +226,8 @@ def fit(params: Params, paths: Paths) -> dict:
             log.info("%s was trained with other params or data; starting fresh", last_path)
 
     tracker = Tracker(default_tracking_uri(), enabled=info.is_main)
-    flat_params = to_flat_dict(params)
-    tracker.start(run_name(flat_params), flat_params, dvc_tags(), run_id=run_id)
+    flat_params, tags = to_flat_dict(params), dvc_tags()
+    tracker.start(run_name(flat_params, tags), flat_params, tags, run_id=run_id)
     run_id = tracker.run_id or run_id
     tracker.set_tags(precision_tags("train.amp", precision))
 

@@ -123,20 +123,22 @@ def test_run_names_tell_commits_params_and_dirty_trees_apart(tmp_path, monkeypat
     from pipeline.engine.tracking import dvc_tags, run_name
 
     monkeypatch.delenv("DVC_EXP_NAME", raising=False)
-    assert run_name({"train.lr": 0.1}, cwd=tmp_path) is None  # not a git checkout: MLflow picks one
+    assert run_name({"train.lr": 0.1}, dvc_tags(tmp_path)) is None  # not a git checkout: MLflow picks one
     git = lambda *a: subprocess.run(["git", *a], cwd=tmp_path, check=True, capture_output=True, text=True)  # noqa: E731
     git("init", "-q")
     (tmp_path / "params.yaml").write_text("train: {lr: 0.1}\n")
     git("add", "params.yaml")
     git("-c", "user.name=t", "-c", "user.email=t@t.invalid", "commit", "-qm", "init")
     sha = git("rev-parse", "HEAD").stdout.strip()
-    clean = run_name({"train.lr": 0.1}, cwd=tmp_path)
+    tags = dvc_tags(tmp_path)
+    assert tags["git_commit"] == sha and tags["git_dirty"] == "false"
+    clean = run_name({"train.lr": 0.1}, tags)
     assert clean.startswith(sha[:7] + "-") and "dirty" not in clean and len(clean) == 7 + 1 + 6
-    assert run_name({"train.lr": 0.1}, cwd=tmp_path) == clean  # same code and params: same name
-    assert run_name({"train.lr": 0.2}, cwd=tmp_path) != clean
+    assert run_name({"train.lr": 0.1}, dvc_tags(tmp_path)) == clean  # same code and params: same name
+    assert run_name({"train.lr": 0.2}, tags) != clean
     (tmp_path / "params.yaml").write_text("train: {lr: 0.2}\n")
-    assert run_name({"train.lr": 0.2}, cwd=tmp_path).startswith(sha[:7] + "-dirty-")
-    monkeypatch.chdir(tmp_path)
-    assert dvc_tags()["git_dirty"] == "true"
+    tags = dvc_tags(tmp_path)
+    assert tags["git_dirty"] == "true"
+    assert run_name({"train.lr": 0.2}, tags).startswith(sha[:7] + "-dirty-")
     monkeypatch.setenv("DVC_EXP_NAME", "my-exp")
-    assert run_name({"train.lr": 0.2}, cwd=tmp_path) == "my-exp"  # DVC's name wins, so both tools agree
+    assert run_name({"train.lr": 0.2}, dvc_tags(tmp_path)) == "my-exp"  # DVC's name wins, so both tools agree
