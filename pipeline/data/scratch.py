@@ -13,6 +13,7 @@ from pathlib import Path
 
 from pipeline.config import DataConfig, Params
 from pipeline.data.dataset import Sample, load_split
+from pipeline.data.ingest import path_formatter
 from pipeline.paths import Paths
 from pipeline.prepare import prepare
 from pipeline.resize_templates import resize_templates
@@ -33,7 +34,10 @@ class ScratchSet:
             prepare(scratch, DataConfig(source=str(folder.resolve()), format=fmt, on_error=params.data.on_error,
                                         frame_stride=params.data.frame_stride), rejected_out=rejected_out)
             resize_templates(scratch, replace(params.templates, size=template_size))
-            self.samples: list[Sample] = load_split(scratch, None)
+            # Frames inside the project are named as the val split's are (relative), so outputs that
+            # list them (frames.csv, predictions.csv) do not depend on where the clone lives.
+            shown = path_formatter(Path.cwd())
+            self.samples: list[Sample] = [replace(s, image=shown(Path(s.image))) for s in load_split(scratch, None)]
         except BaseException:
             self._tmp.cleanup()
             raise
