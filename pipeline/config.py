@@ -51,7 +51,8 @@ def read_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_Yaml12Loader)
 
 
-def _range(lo: float | None = None, hi: float | None = None, *, lo_open: bool = False) -> dict:
+def bounds(lo: float | None = None, hi: float | None = None, *, lo_open: bool = False) -> dict:
+    """``field`` metadata: the value must be >= ``lo`` (> with ``lo_open``) and <= ``hi``."""
     return {"lo": lo, "hi": hi, "lo_open": lo_open}
 
 
@@ -64,19 +65,19 @@ def _range(lo: float | None = None, hi: float | None = None, *, lo_open: bool = 
 class DemoConfig:
     """Size and seed of the built-in synthetic data set (``data.source: demo``)."""
 
-    train_objects: int = field(default=24, metadata=_range(1))
-    val_objects: int = field(default=6, metadata=_range(1))
-    sequences_per_object: int = field(default=2, metadata=_range(1))
-    frames_per_sequence: int = field(default=10, metadata=_range(1))
-    val_frames_per_sequence: int = field(default=0, metadata=_range(0))  # 0: same as frames_per_sequence
-    template_size: int = field(default=1024, metadata=_range(64))
-    absent_fraction: float = field(default=0.2, metadata=_range(0.0, 1.0))
-    distractors: int = field(default=2, metadata=_range(0))
-    jpeg_quality: int = field(default=92, metadata=_range(1, 100))
+    train_objects: int = field(default=576, metadata=bounds(1))
+    val_objects: int = field(default=16, metadata=bounds(1))
+    sequences_per_object: int = field(default=1, metadata=bounds(1))
+    frames_per_sequence: int = field(default=1, metadata=bounds(1))
+    val_frames_per_sequence: int = field(default=6, metadata=bounds(0))  # 0: same as frames_per_sequence
+    template_size: int = field(default=256, metadata=bounds(64))
+    absent_fraction: float = field(default=0.2, metadata=bounds(0.0, 1.0))
+    distractors: int = field(default=2, metadata=bounds(0))
+    jpeg_quality: int = field(default=92, metadata=bounds(1, 100))
     layout: Literal["cpn", "video"] = "cpn"
-    photo_objects: float = field(default=0.0, metadata=_range(0.0, 1.0))  # identities textured by real photos
-    photo_grounds: float = field(default=0.0, metadata=_range(0.0, 1.0))  # sequences / photos on a real-photo ground
-    lookalikes: float = field(default=0.0, metadata=_range(0.0, 1.0))  # sequences with a look-alike distractor
+    photo_objects: float = field(default=1.0, metadata=bounds(0.0, 1.0))  # identities textured by real photos
+    photo_grounds: float = field(default=0.5, metadata=bounds(0.0, 1.0))  # sequences / photos on a real-photo ground
+    lookalikes: float = field(default=0.5, metadata=bounds(0.0, 1.0))  # sequences with a look-alike distractor
 
 
 @dataclass(frozen=True)
@@ -86,9 +87,9 @@ class DataConfig:
     source: str = "demo"
     format: Literal["auto", "cpn", "refdet", "coco", "video"] = "auto"
     on_error: Literal["raise", "skip"] = "raise"
-    val_fraction: float = field(default=0.2, metadata=_range(0.0, 1.0, lo_open=True))
+    val_fraction: float = field(default=0.2, metadata=bounds(0.0, 1.0, lo_open=True))
     seed: int = 0
-    frame_stride: int = field(default=1, metadata=_range(1))
+    frame_stride: int = field(default=1, metadata=bounds(1))
     demo: DemoConfig = field(default_factory=DemoConfig)
 
 
@@ -96,91 +97,113 @@ class DataConfig:
 class TemplatesConfig:
     """Square resizing of the reference photos (stage ``resize_templates``)."""
 
-    size: int = field(default=128, metadata=_range(16))
+    size: int = field(default=64, metadata=bounds(16))
     pad: Literal["constant", "edge", "reflect"] = "constant"
-    pad_value: int = field(default=0, metadata=_range(0, 255))
-    workers: int = field(default=2, metadata=_range(1))
-    jpeg_quality: int = field(default=95, metadata=_range(1, 100))
+    pad_value: int = field(default=0, metadata=bounds(0, 255))
+    workers: int = field(default=2, metadata=bounds(1))
+    jpeg_quality: int = field(default=95, metadata=bounds(1, 100))
+
+
+@dataclass(frozen=True)
+class LoraConfig:
+    """LoRA adapters on a backbone (``model.backbone.lora``; :mod:`pipeline.detector.backbones.lora`)."""
+
+    rank: int = field(default=0, metadata=bounds(0))  # 0: no adapters
+    alpha: float = field(default=16.0, metadata=bounds(0.0, lo_open=True))
+    dropout: float = field(default=0.0, metadata=bounds(0.0, 1.0))
+    targets: tuple[str, ...] = ("qkv", "proj")
+
+
+@dataclass(frozen=True)
+class PartConfig:
+    """The params of one detector part: ``type`` names it in its registry
+    (:mod:`pipeline.detector.registry`), the other fields are that part's own keys. Each part
+    defines a subclass next to its code, with the part's defaults."""
+
+    type: str
+
+
+def part(kind: str, type: str, **keys: Any) -> Any:
+    """A ``field`` holding the default ``type`` part of registry ``kind`` (params: ``type:`` + keys)."""
+    return field(default_factory=lambda: _part_config(kind, type, keys, ""), metadata={"part": kind})
+
+
+def parts(kind: str, *types: str) -> Any:
+    """A ``field`` holding several parts of ``kind`` by name (params: a mapping name -> keys)."""
+    return field(default_factory=lambda: tuple(_part_config(kind, t, {}, "") for t in types),
+                 metadata={"parts": kind})
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Detector architecture (stage ``train``)."""
+    """Detector architecture (stage ``train``): backbone -> neck -> fusion -> correlation and
+    similarities -> head, each part chosen by ``type`` (see docs/params.md)."""
 
-    backbone: str = "convnext_atto"
-    pretrained: Union[bool, str] = False
+    backbone: Any = part("backbone", "timm")
     levels: tuple[int, ...] = (2, 3)
-    fpn_channels: int = field(default=64, metadata=_range(8))
-    fusion: Literal["attention", "average"] = "attention"
-    corr_kernel: int = field(default=3, metadata=_range(1))
-    corr_normalize: bool = True
-    head_channels: int = field(default=64, metadata=_range(8))
-    search_features: bool = True
-    similarity_skip: bool = True
-    match_grid: int = field(default=0, metadata=_range(0))
-    match_top: int = field(default=4, metadata=_range(1))
-    box_prior: float = field(default=32.0, metadata=_range(1.0))
-    colour_bins: int = field(default=0, metadata=_range(0, 32))
-    head: Literal["joint", "factorized"] = "joint"
-    match_gate: Literal["sum", "and"] = "sum"
-    search_size: tuple[int, int] = (1024, 576)
+    neck: Any = part("neck", "fpn")
+    fusion: Any = part("fusion", "attention")
+    correlation: Any = part("correlation", "depthwise")
+    similarities: Any = parts("similarity", "prototypes", "colour")
+    head: Any = part("head", "factorized")
+    search_size: tuple[int, int] = (512, 288)
 
 
 @dataclass(frozen=True)
 class LossWeights:
     """Weights of the named loss terms the criterion returns."""
 
-    focal: float = field(default=1.0, metadata=_range(0.0))
-    l1: float = field(default=5.0, metadata=_range(0.0))
-    iou: float = field(default=2.0, metadata=_range(0.0))
+    focal: float = field(default=1.0, metadata=bounds(0.0))
+    l1: float = field(default=5.0, metadata=bounds(0.0))
+    iou: float = field(default=2.0, metadata=bounds(0.0))
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Optimisation, augmentation and checkpointing (stage ``train``)."""
 
-    epochs: int = field(default=10, metadata=_range(1))
-    batch_size: int = field(default=8, metadata=_range(1))
-    accumulate: int = field(default=1, metadata=_range(1))
-    lr: float = field(default=1e-3, metadata=_range(0.0, lo_open=True))
-    backbone_lr_mult: float = field(default=0.1, metadata=_range(0.0))
-    min_lr: float = field(default=1e-6, metadata=_range(0.0))
-    weight_decay: float = field(default=1e-4, metadata=_range(0.0))
-    warmup_epochs: float = field(default=1.0, metadata=_range(0.0))
-    grad_clip: float = field(default=1.0, metadata=_range(0.0))
-    freeze_backbone_epochs: int = field(default=0, metadata=_range(0))
-    freeze_through_level: int = field(default=0, metadata=_range(0, 5))
+    epochs: int = field(default=10, metadata=bounds(1))
+    batch_size: int = field(default=8, metadata=bounds(1))
+    accumulate: int = field(default=1, metadata=bounds(1))
+    lr: float = field(default=0.002, metadata=bounds(0.0, lo_open=True))
+    backbone_lr_mult: float = field(default=0.1, metadata=bounds(0.0))
+    min_lr: float = field(default=1e-6, metadata=bounds(0.0))
+    weight_decay: float = field(default=1e-4, metadata=bounds(0.0))
+    warmup_epochs: float = field(default=0.5, metadata=bounds(0.0))
+    grad_clip: float = field(default=1.0, metadata=bounds(0.0))
+    freeze_backbone_epochs: int = field(default=0, metadata=bounds(0))
+    freeze_through_level: int = field(default=3, metadata=bounds(0, 5))
     amp: AmpMode = "auto"
     channels_last: bool = True
-    workers: int = field(default=2, metadata=_range(0))
+    workers: int = field(default=2, metadata=bounds(0))
     seed: int = 0
-    max_samples: int = field(default=0, metadata=_range(0))
+    max_samples: int = field(default=0, metadata=bounds(0))
     augment: bool = True
-    identity_aug: float = field(default=0.0, metadata=_range(0.0, 1.0))
-    crop_size: int = field(default=320, metadata=_range(0))
-    background_crop_prob: float = field(default=0.25, metadata=_range(0.0, 1.0))
+    identity_aug: float = field(default=0.0, metadata=bounds(0.0, 1.0))
+    crop_size: int = field(default=160, metadata=bounds(0))
+    background_crop_prob: float = field(default=0.25, metadata=bounds(0.0, 1.0))
     shifted_pairs: bool = True
-    pos_radius: int = field(default=1, metadata=_range(0))
-    focal_alpha: float = field(default=0.25, metadata=_range(0.0, 1.0))
-    focal_gamma: float = field(default=2.0, metadata=_range(0.0))
+    pos_radius: int = field(default=1, metadata=bounds(0))
+    focal_alpha: float = field(default=0.25, metadata=bounds(0.0, 1.0))
+    focal_gamma: float = field(default=2.0, metadata=bounds(0.0))
     iou_type: Literal["iou", "giou", "diou", "ciou"] = "giou"
     loss_weights: LossWeights = field(default_factory=LossWeights)
-    val_every: int = field(default=1, metadata=_range(1))
+    val_every: int = field(default=2, metadata=bounds(1))
     val_realset: bool = False  # also score the real-photo check set at each validation (monitoring only)
     resume: bool = True
-    log_every: int = field(default=10, metadata=_range(1))
+    log_every: int = field(default=10, metadata=bounds(1))
 
 
 @dataclass(frozen=True)
 class EvaluateConfig:
     """Scoring of predictions (stage ``evaluate``)."""
 
-    score_threshold: float = field(default=0.3, metadata=_range(0.0, 1.0))
-    iou_threshold: float = field(default=0.5, metadata=_range(0.0, 1.0, lo_open=True))
-    nms_iou: float = field(default=0.5, metadata=_range(0.0, 1.0, lo_open=True))
-    max_detections: int = field(default=10, metadata=_range(1))
+    score_threshold: float = field(default=0.3, metadata=bounds(0.0, 1.0))
+    iou_threshold: float = field(default=0.5, metadata=bounds(0.0, 1.0, lo_open=True))
+    nms_iou: float = field(default=0.5, metadata=bounds(0.0, 1.0, lo_open=True))
+    max_detections: int = field(default=10, metadata=bounds(1))
     flip_tta: bool = False
-    gallery_frames: int = field(default=6, metadata=_range(1))
+    gallery_frames: int = field(default=6, metadata=bounds(1))
     amp: AmpMode = "auto"
 
 
@@ -190,11 +213,11 @@ class TemporalConfig:
     and ``evaluate``'s smoothed ST-IoU): score EMA, on/off hysteresis, box EMA."""
 
     enabled: bool = True
-    on_threshold: float = field(default=0.3, metadata=_range(0.0, 1.0))
-    off_threshold: float = field(default=0.2, metadata=_range(0.0, 1.0))
-    min_on_frames: int = field(default=2, metadata=_range(1))
-    score_ema: float = field(default=0.3, metadata=_range(0.0, 0.99))
-    box_ema: float = field(default=0.3, metadata=_range(0.0, 0.99))
+    on_threshold: float = field(default=0.3, metadata=bounds(0.0, 1.0))
+    off_threshold: float = field(default=0.2, metadata=bounds(0.0, 1.0))
+    min_on_frames: int = field(default=2, metadata=bounds(1))
+    score_ema: float = field(default=0.3, metadata=bounds(0.0, 0.99))
+    box_ema: float = field(default=0.3, metadata=bounds(0.0, 0.99))
 
 
 @dataclass(frozen=True)
@@ -204,8 +227,8 @@ class BaselineConfig:
     search_size: tuple[int, int] = (512, 288)
     scales: tuple[float, ...] = (0.6, 0.75, 0.9, 1.05)
     rotations: tuple[float, ...] = (0.0, 90.0, 180.0, 270.0)
-    template_crop: float = field(default=0.7, metadata=_range(0.1, 1.0))
-    score_threshold: float = field(default=0.75, metadata=_range(0.0, 1.0))
+    template_crop: float = field(default=0.7, metadata=bounds(0.1, 1.0))
+    score_threshold: float = field(default=0.75, metadata=bounds(0.0, 1.0))
 
 
 @dataclass(frozen=True)
@@ -214,9 +237,9 @@ class RealsetConfig:
 
     enabled: bool = True
     source: str = "/usr/share/doc/opencv-doc/examples/data"  # OpenCV's sample data (Debian: opencv-doc)
-    frames_per_object: int = field(default=8, metadata=_range(1))
-    absent_every: int = field(default=4, metadata=_range(0))
-    distractors: int = field(default=2, metadata=_range(0))
+    frames_per_object: int = field(default=8, metadata=bounds(1))
+    absent_every: int = field(default=4, metadata=bounds(0))
+    distractors: int = field(default=2, metadata=bounds(0))
     seed: int = 0
 
 
@@ -224,8 +247,8 @@ class RealsetConfig:
 class ReportConfig:
     """What ``reports/metrics.md`` shows (stage ``report``)."""
 
-    ablation_params: tuple[str, ...] = ("model.fusion", "model.corr_kernel", "train.iou_type")
-    sort_by: Literal["AP", "AP50", "success", "f1", "mean_iou", "st_iou", "real_AP50", "real_success"] = "AP50"
+    ablation_params: tuple[str, ...] = ("model.fusion.type", "model.correlation.kernel", "train.iou_type")
+    sort_by: Literal["AP", "AP50", "success", "f1", "mean_iou", "st_iou", "real_AP50", "real_success"] = "real_AP50"
 
 
 @dataclass(frozen=True)
@@ -259,6 +282,44 @@ def _type_name(tp: Any) -> str:
     return {bool: "true/false", int: "an integer", float: "a number", str: "a string"}.get(
         tp, getattr(tp, "__name__", str(tp))
     )
+
+
+def _registry(kind: str) -> Any:
+    from pipeline.detector import registry  # the parts' configs live beside their code
+
+    return getattr(registry, {"backbone": "BACKBONES", "neck": "NECKS", "fusion": "FUSIONS",
+                              "correlation": "CORRELATIONS", "similarity": "SIMILARITIES", "head": "HEADS"}[kind])
+
+
+def _part_config(kind: str, name: Any, raw: dict, key: str) -> Any:
+    """Config dataclass of the registered ``kind`` part ``name`` from its keys ``raw``."""
+    reg = _registry(kind)
+    if not isinstance(name, str) or name not in reg:
+        where = f"{key}.type" if key else f"{kind} type"
+        raise ConfigError(f"{where}: {name!r} is not one of {', '.join(reg.names())}")
+    return _build(reg.get(name).config, {**raw, "type": name}, key)
+
+
+def _convert_part(key: str, value: Any, kind: str, default: Any) -> Any:
+    if value is None:
+        value = {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{key}: expected a mapping with type: and the part's keys, got {value!r}")
+    raw = dict(value)
+    return _part_config(kind, raw.pop("type", default.type), raw, key)
+
+
+def _convert_parts(key: str, value: Any, kind: str) -> tuple:
+    if value is None:
+        return ()
+    if not isinstance(value, dict):
+        raise ConfigError(f"{key}: expected a mapping of {kind} names to their keys, got {value!r}")
+    out = []
+    for name, keys in value.items():
+        if keys is not None and not isinstance(keys, dict):
+            raise ConfigError(f"{key}.{name}: expected a mapping of its keys, got {keys!r}")
+        out.append(_part_config(kind, name, dict(keys or {}), f"{key}.{name}"))
+    return tuple(out)
 
 
 def _convert(key: str, value: Any, tp: Any, meta: dict) -> Any:
@@ -301,11 +362,11 @@ def _convert(key: str, value: Any, tp: Any, meta: dict) -> Any:
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{key}: expected an integer, got {value!r}")
-        return _check_range(key, value, meta)
+        return _checkbounds(key, value, meta)
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
-        return _check_range(key, float(value), meta)
+        return _checkbounds(key, float(value), meta)
     if tp is str:
         if not isinstance(value, str) or not value:
             raise ConfigError(f"{key}: expected a non-empty string, got {value!r}")
@@ -313,7 +374,7 @@ def _convert(key: str, value: Any, tp: Any, meta: dict) -> Any:
     raise TypeError(f"unsupported config type {tp!r} for {key}")  # programming error, not user's
 
 
-def _check_range(key: str, value: float, meta: dict) -> float:
+def _checkbounds(key: str, value: float, meta: dict) -> float:
     lo, hi = meta.get("lo"), meta.get("hi")
     if lo is not None and (value <= lo if meta.get("lo_open") else value < lo):
         op = ">" if meta.get("lo_open") else ">="
@@ -335,7 +396,13 @@ def _build(cls: type, raw: dict, prefix: str = "") -> Any:
     kwargs = {}
     for name, value in raw.items():
         key = f"{prefix}.{name}" if prefix else name
-        kwargs[name] = _convert(key, value, hints[name], dict(fields[name].metadata))
+        meta = dict(fields[name].metadata)
+        if "part" in meta:
+            kwargs[name] = _convert_part(key, value, meta["part"], fields[name].default_factory())
+        elif "parts" in meta:
+            kwargs[name] = _convert_parts(key, value, meta["parts"])
+        else:
+            kwargs[name] = _convert(key, value, hints[name], meta)
     return cls(**kwargs)
 
 
@@ -377,7 +444,7 @@ def _check_cross_fields(p: Params) -> None:
     known = set(to_flat_dict(p))
     for key in p.report.ablation_params:
         if key not in known:
-            raise ConfigError(f"report.ablation_params: {key!r} is not a params key (e.g. model.fusion)")
+            raise ConfigError(f"report.ablation_params: {key!r} is not a params key (e.g. model.fusion.type)")
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
@@ -407,8 +474,29 @@ def to_flat_dict(params: Any, prefix: str = "") -> dict[str, Any]:
         key = f"{prefix}{f.name}"
         if dataclasses.is_dataclass(value):
             out.update(to_flat_dict(value, key + "."))
+        elif "parts" in f.metadata:  # by name: model.similarities.colour.bins
+            for p in value:
+                out.update({f"{key}.{p.type}.{k}": v for k, v in to_flat_dict(p).items() if k != "type"}
+                           or {f"{key}.{p.type}": True})
         elif isinstance(value, tuple):
             out[key] = list(value)
         else:
             out[key] = value
+    return out
+
+
+def to_raw(config: Any) -> dict[str, Any]:
+    """A config dataclass as the mapping params.yaml would hold (parts as ``type:`` + keys,
+    several parts as name -> keys, tuples as lists): ``parse_params({"model": to_raw(m)}).model == m``."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if "parts" in f.metadata:
+            out[f.name] = {p.type: {k: v for k, v in to_raw(p).items() if k != "type"} for p in value}
+        elif dataclasses.is_dataclass(value):
+            out[f.name] = to_raw(value)
+        elif isinstance(value, tuple):
+            out[f.name] = list(value)
+        else:
+            out[f.name] = value
     return out

@@ -27,26 +27,13 @@ templates at batch 1 and 8.
 
 Exporter. Each graph is exported by torch.onnx's dynamo exporter (``dynamo=True``, via
 ``torch.export``) first and, if that fails, by the TorchScript-based one (``dynamo=False``);
-the printout and export.json say which made each graph. With torch 2.14 dynamo makes both, for
-either ``model.head`` and with or without ``model.colour_bins``, given three export-time stand-ins
-(each a context manager here, each covered by the parity checks):
-
-* :func:`batch_free_correlation` (dynamic batch, below);
-* :func:`traceable_fusion`: :class:`TemplateFusion`'s check that every object has a real template
-  (``bool(mask.any(1).all())``) is a data-dependent branch ``torch.export`` cannot trace; the
-  graph leaves it out and :meth:`OnnxDetectorModel.encode_templates` checks the mask instead;
-* :func:`float_clamp_bounds`: works around torch's ONNX decompositions failing on
-  ``x.clamp(0, 1 - 1e-6)`` (int and float bounds) in the colour histogram.
-
-The TorchScript-based exporter cannot trace prototype matching (``model.match_grid > 0``) nor the
-colour histogram: ``matching.py`` and ``colour.py`` ``round()`` a size its tracer makes a tensor
-("type Tensor doesn't define __round__ method").
-
-Dynamic batch. The model's correlation is one grouped convolution with ``groups = batch *
-channels``; ONNX ``Conv`` takes ``group`` as a fixed attribute, so both exporters would bake the
-traced batch in. While exporting, :func:`~pipeline.detector.correlation.depthwise_xcorr` is
-swapped for :func:`shifted_xcorr`, the same sum written as ``k * k`` shifted products (a plain
-product for ``corr_kernel: 1``). The parity checks at other batch sizes cover it.
+the printout and export.json say which made each graph. The parts are export-friendly
+themselves (:func:`pipeline.detector.tracing.exporting`): while exporting, the correlation is
+written as shifted products (ONNX ``Conv`` would bake the traced batch into its ``group``) and
+the fusions leave out their data-dependent check that every object has a real template, which
+:meth:`OnnxDetectorModel.encode_templates` makes instead. LoRA adapters are merged into their
+base layers before export. The parity checks at batch sizes other than the traced one cover all
+of it.
 
 No TorchScript (``.pt``) export; see docs/export.md for what was tried (``torch.jit.trace`` fails
 on the same ``round()`` of a traced size, ``torch.jit.script`` on the model's type hints and
@@ -71,13 +58,10 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pipeline.cli import UserError, require_writable, run_stage
 from pipeline.data.frames import to_tensor_array
-from pipeline.detector import correlation
-from pipeline.detector.fusion import TemplateFusion
 from pipeline.detector.model import ReferenceDetector
 from pipeline.inference.detector import Detections, Detector, ImageInput
 from pipeline.inference.onnx_model import DETECTOR_FILE, ENCODER_FILE, GraphInfo, OnnxDetectorModel
@@ -118,85 +102,6 @@ class SearchDetectorGraph(nn.Module):
     def forward(self, search: Tensor, *encoded: Tensor) -> tuple[Tensor, Tensor]:
         out = self.model.detect(search, list(encoded))
         return out["logits"], out["boxes"]
-
-
-def shifted_xcorr(search: Tensor, kernel: Tensor) -> Tensor:
-    """:func:`~pipeline.detector.correlation.depthwise_xcorr` (same padding, same numbers up to
-    float rounding) as a sum of ``kh * kw`` shifted products, so no shape depends on the batch.
-
-    ``search [B, C, H, W]``, ``kernel [B, C, kh, kw]`` -> ``[B, C, H, W]``.
-    """
-    kh, kw = kernel.shape[-2:]
-    kernel = kernel.to(search.dtype)
-    if kh == 1 and kw == 1:
-        return search * kernel
-    h, w = search.shape[-2:]
-    x = F.pad(search, ((kw - 1) // 2, kw // 2, (kh - 1) // 2, kh // 2))
-    out = x[..., :h, :w] * kernel[..., :1, :1]
-    for u in range(kh):
-        for v in range(kw):
-            if u or v:
-                out = out + x[..., u : u + h, v : v + w] * kernel[..., u : u + 1, v : v + 1]
-    return out
-
-
-@contextlib.contextmanager
-def batch_free_correlation() -> Iterator[None]:
-    """Let :class:`Correlation` use :func:`shifted_xcorr` inside the block (see module docstring)."""
-    original = correlation.depthwise_xcorr
-    correlation.depthwise_xcorr = shifted_xcorr
-    try:
-        yield
-    finally:
-        correlation.depthwise_xcorr = original
-
-
-def _fusion_weights_for_export(self: TemplateFusion, features: Tensor, mask: Tensor | None = None) -> Tensor:
-    """:meth:`TemplateFusion.weights` without its check that every object has a real template
-    (``bool(mask.any(1).all())``): a data-dependent branch torch.export cannot trace. The ONNX
-    encoder's caller checks it instead (:meth:`OnnxDetectorModel.encode_templates`), and the
-    parity checks compare this against the original on padded batches."""
-    b, k = features.shape[:2]
-    mask = torch.ones(b, k, dtype=torch.bool, device=features.device) if mask is None else mask.bool()
-    if self.mode == "average":
-        w = mask.float()
-        return w / w.sum(dim=1, keepdim=True)
-    pooled = features.float().mean(dim=(3, 4))
-    scores = self.score(pooled.to(features.dtype)).squeeze(-1).float()
-    return scores.masked_fill(~mask, float("-inf")).softmax(dim=1)
-
-
-@contextlib.contextmanager
-def traceable_fusion() -> Iterator[None]:
-    """Let :class:`TemplateFusion` use :func:`_fusion_weights_for_export` inside the block."""
-    original = TemplateFusion.weights
-    TemplateFusion.weights = _fusion_weights_for_export  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        TemplateFusion.weights = original  # type: ignore[method-assign]
-
-
-@contextlib.contextmanager
-def float_clamp_bounds() -> Iterator[None]:
-    """Inside the block, ``Tensor.clamp`` on a float tensor turns integer bounds into floats.
-
-    torch 2.14's decompositions for ONNX fail on a float tensor clamped between an int and a float
-    (``x.clamp(0, 1 - 1e-6)`` in :func:`~pipeline.detector.colour.chroma_votes`: "Cannot find a
-    compatible OpOverload for aten.clamp"); ``x.clamp(0.0, 1 - 1e-6)`` is the same and exports.
-    """
-    original = torch.Tensor.clamp
-
-    def clamp(self: Tensor, min: Any = None, max: Any = None) -> Tensor:  # noqa: A002 (torch's names)
-        if self.is_floating_point():
-            min, max = (float(v) if type(v) is int else v for v in (min, max))
-        return original(self, min, max)
-
-    torch.Tensor.clamp = clamp  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        torch.Tensor.clamp = original  # type: ignore[method-assign]
 
 
 def _first_line(exc: BaseException) -> str:
@@ -300,7 +205,7 @@ def export_graphs(
     used = {}
     with torch.no_grad():
         encoded = TemplateEncoderGraph(model)(templates, mask)
-    with torch.no_grad(), batch_free_correlation(), traceable_fusion(), float_clamp_bounds():
+    with torch.no_grad():
         if len(encoded) != info.encoded:
             raise ValueError(f"export_graphs: the model encodes {len(encoded)} tensors, info says {info.encoded}")
         names = [f"encoded_{i}" for i in range(len(encoded))]

@@ -1,33 +1,23 @@
-"""The reference-guided detector and its builders (the only code here that reads config)."""
+"""The reference-guided detector: registered parts wired backbone -> neck -> fusion ->
+correlation and similarities -> head, and the builders that read config."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .backbone import Backbone
-from .colour import colour_similarity, template_histogram
-from .correlation import Correlation
-from .fpn import FPN
-from .fusion import TemplateFusion
-from .matching import PrototypeMatching
-from .head import DetectionHead, decode_boxes, ltrb_from_raw
-from .match_head import MatchHead, and_logits
-from .losses import DetectionCriterion
+from .heads.base import Head, HeadInputs
+from .registry import BACKBONES, CORRELATIONS, FUSIONS, HEADS, NECKS, SIMILARITIES
+from .similarity.base import Similarity
 
 if TYPE_CHECKING:  # config is read only by the builders
     from pipeline.config import ModelConfig, TrainConfig
 
 __all__ = ["ReferenceDetector", "build_detector", "build_criterion"]
-
-
-def _resize(x: Tensor, size: Sequence[int]) -> Tensor:
-    """``x [B, C, h, w]`` bilinearly resized to ``size`` (returned as is when it already fits)."""
-    return x if tuple(x.shape[-2:]) == tuple(size) else F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
 
 
 def _pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
@@ -40,115 +30,56 @@ def _pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
 class ReferenceDetector(nn.Module):
     """Find the object shown in 1..K reference photos (templates) in a search image.
 
-    One backbone + FPN encodes both the templates and the search image. Per pyramid level the K
-    template maps are fused (:class:`TemplateFusion`) and depth-wise correlated with the search map
-    (:class:`Correlation`); the correlation maps of all levels are upsampled (bilinear) to the
-    finest level, combined with learned softmax weights, concatenated with the finest search
-    features and fed to the anchor-free head (:class:`DetectionHead`). Detection happens at the
-    finest level's stride (``stride``, e.g. 4 for levels ``[2, 3]``).
+    The backbone and neck encode the templates and the search image alike. Per level the K
+    template maps are fused (one fusion per level) and correlated with the search map; the
+    similarities add further maps at the finest level; the head turns all that into scored boxes.
+    A learned softmax over ``level_logits`` says how much each level counts.
 
-    Images are float RGB in ``[0, 1]``, ``[..., 3, H, W]``; the backbone's mean/std normalisation
-    is applied inside. Any size works: inputs are zero-padded (after normalisation) on the
-    bottom/right to a multiple of the coarsest stride, and the outputs cover
-    ``ceil(H / stride) x ceil(W / stride)`` cells. The network is fully convolutional, so weights
-    trained on crops apply to full frames.
+    Images are float RGB in ``[0, 1]``, ``[..., 3, H, W]``; ``pixel_mean``/``pixel_std``
+    normalisation (saved with the weights) is applied inside. Any size works: inputs are
+    zero-padded (after normalisation) on the bottom/right to a multiple of the coarsest stride.
 
     Args:
-        backbone: the shared feature extractor.
-        fpn_channels: channels of the FPN outputs (and of the template / correlation maps).
-        fusion: ``"attention"`` or ``"average"`` (see :class:`TemplateFusion`).
-        corr_kernel: side of the template kernel per level.
-        corr_normalize: cosine-normalised correlation (see :class:`Correlation`).
-        head_channels: channels of the head's hidden convs.
-        head_convs: number of hidden conv blocks of the head.
-        similarity_skip: add ``gain * cosine similarity`` (per cell, levels fused, minus its
-            mean over the image) to the objectness logit, as SiamFC scores a response map.
-        match_grid, match_top: prototype matching (see :mod:`.matching`): the template's centre is
-            pooled to ``match_grid²`` part vectors and the ``match_top`` best cosine similarities
-            per search cell go to the head; 0 = off.
-        search_features: also feed the finest search features to the head (seed 000); False =
-            correlation maps only (seed 001), which forces the head to rely on matching.
-        box_prior_px: initial predicted distance from cell centre to each box side, in pixels.
-        colour_bins: > 0 also feeds the head the colour similarity of each cell's surroundings
-            with the references (see :mod:`.colour`; ``colour_bins²`` chromaticity bins, windows of
-            2, 4 and 8 cells); :meth:`encode_templates` then returns the references' histogram
-            as one more element, ``[B, colour_bins², 1, 1]``, after the per-level maps.
-        head: ``"joint"``: one head on the concatenated correlation maps, search features and
-            similarities; ``"factorized"``: objectness and box from the search features alone
-            (class-agnostic) plus a :class:`MatchHead` logit from the similarity maps alone
-            (per-level cosine similarity, prototype matches, colour similarity); see
-            :mod:`.match_head` for why this generalises to unseen objects.
-        match_gate: how a factorized head combines its two logits: ``"sum"`` (odds multiply) or
-            ``"and"`` (probabilities multiply, :func:`.match_head.and_logits`).
+        backbone: ``forward(x) -> list of maps``, with ``mean``/``std`` of its weights.
+        neck: backbone maps -> one ``[B, C, H / 2**L, W / 2**L]`` map per level ``L``, with
+            ``strides``.
+        fusions: one template fusion per level.
+        correlation: ``(search map, fused template) -> [B, C, h, w]``.
+        similarities: further :class:`Similarity` maps for the head.
+        head: a :class:`Head`.
     """
 
-    def __init__(
-        self,
-        backbone: Backbone,
-        fpn_channels: int = 64,
-        fusion: Literal["attention", "average"] = "attention",
-        corr_kernel: int = 3,
-        corr_normalize: bool = True,
-        head_channels: int = 64,
-        head_convs: int = 2,
-        box_prior_px: float = 32.0,
-        search_features: bool = True,
-        similarity_skip: bool = True,
-        match_grid: int = 0,
-        match_top: int = 4,
-        colour_bins: int = 0,
-        head: Literal["joint", "factorized"] = "joint",
-        match_gate: Literal["sum", "and"] = "sum",
-    ):
+    def __init__(self, backbone: nn.Module, neck: nn.Module, fusions: Sequence[nn.Module], correlation: nn.Module,
+                 similarities: Sequence[Similarity], head: Head):
         super().__init__()
+        strides = [int(s) for s in neck.strides]
+        if len(fusions) != len(strides):
+            raise ValueError(f"ReferenceDetector: {len(fusions)} fusions for {len(strides)} levels")
         self.backbone = backbone
-        self.fpn = FPN(backbone.channels, fpn_channels)
-        n = len(backbone.strides)
-        self.fusions = nn.ModuleList(TemplateFusion(fpn_channels, fusion) for _ in range(n))
-        self.correlation = Correlation(corr_kernel, corr_normalize)
-        self.level_logits = nn.Parameter(torch.zeros(n))  # softmax -> weight of each level's correlation
-        self.stride = int(backbone.strides[0])
-        self.pad_multiple = int(max(backbone.strides))
-        self.search_features = search_features
-        # SiamFC-style direct path: the cosine-similarity map adds to the objectness logit, so the
-        # loss shapes the features for matching from the first step (a learned gain and offset).
-        self.similarity_skip = similarity_skip
-        self.similarity_gain = nn.Parameter(torch.tensor(5.0)) if similarity_skip else None
-        self.matching = PrototypeMatching(match_grid, min(match_top, match_grid**2)) if match_grid > 0 else None
-        self.colour_bins = colour_bins
-        self.colour_windows = (2 * self.stride, 4 * self.stride, 8 * self.stride) if colour_bins else ()
-        if head not in ("joint", "factorized"):
-            raise ValueError(f"head must be 'joint' or 'factorized', got {head!r}")
-        if match_gate not in ("sum", "and"):
-            raise ValueError(f"match_gate must be 'sum' or 'and', got {match_gate!r}")
-        self.factorized = head == "factorized"
-        self.match_gate = match_gate
-        similarities = (self.matching.top if self.matching else 0) + len(self.colour_windows)
-        if self.factorized:
-            self.head = DetectionHead(fpn_channels, head_channels, head_convs, box_prior=box_prior_px / self.stride)
-            self.match_head = MatchHead(n + similarities, max(8, head_channels // 2))
-        else:
-            head_in = (2 * fpn_channels if search_features else fpn_channels) + similarities
-            self.head = DetectionHead(head_in, head_channels, head_convs, box_prior=box_prior_px / self.stride)
-            self.match_head = None
+        self.neck = neck
+        self.fusions = nn.ModuleList(fusions)
+        self.correlation = correlation
+        self.level_logits = nn.Parameter(torch.zeros(len(strides)))
+        self.similarities = nn.ModuleList(similarities)
+        self.head = head
+        self.stride = strides[0]
+        self.pad_multiple = max(strides + [int(s) for s in getattr(backbone, "strides", [])])
         # Saved with the weights: a checkpoint is read back with the normalisation it was trained
         # with (it depends on where the backbone's weights came from, which inference does not load).
         self.register_buffer("pixel_mean", torch.tensor(backbone.mean).view(3, 1, 1))
         self.register_buffer("pixel_std", torch.tensor(backbone.std).view(3, 1, 1))
         self._register_load_state_dict_pre_hook(_keep_missing_normalisation, with_module=True)
 
-    # -- features ----------------------------------------------------------------------------
-
     def _features(self, images: Tensor) -> list[Tensor]:
-        """``[N, 3, H, W]`` in [0, 1] -> FPN maps, finest first."""
+        """``[N, 3, H, W]`` in [0, 1] -> neck maps, finest first."""
         if not images.is_floating_point():
             raise TypeError(f"expected float images in [0, 1], got {images.dtype} (convert with x.float() / 255)")
         x = (images - self.pixel_mean.to(images.dtype)) / self.pixel_std.to(images.dtype)
-        x = _pad_to_multiple(x, self.pad_multiple)
-        return self.fpn(self.backbone(x))
+        return self.neck(self.backbone(_pad_to_multiple(x, self.pad_multiple)))
 
     def encode_templates(self, templates: Tensor, mask: Tensor | None = None) -> list[Tensor]:
-        """Fused template features, one ``[B, fpn_channels, h_l, w_l]`` per level.
+        """Fused template features, one ``[B, C, h_l, w_l]`` per level, then what each similarity
+        encodes the references into (e.g. a colour histogram ``[B, bins², 1, 1]``).
 
         Args:
             templates: ``[B, K, 3, T, T]`` (``[B, 3, T, T]`` is taken as K = 1).
@@ -164,90 +95,53 @@ class ReferenceDetector(nn.Module):
         b, k = templates.shape[:2]
         feats = self._features(templates.flatten(0, 1))
         encoded = [fuse(f.reshape(b, k, *f.shape[1:]), mask) for fuse, f in zip(self.fusions, feats)]
-        if self.colour_bins:
-            encoded.append(template_histogram(templates, mask, self.colour_bins)[..., None, None])
+        for similarity in self.similarities:
+            extra = similarity.encode(templates, mask)
+            if extra is not None:
+                encoded.append(extra)
         return encoded
 
     def detect(self, search: Tensor, templates_encoded: Sequence[Tensor]) -> dict[str, Any]:
         """Detect in ``search [B, 3, H, W]`` given :meth:`encode_templates` output.
 
-        Returns a dict:
-            ``logits`` ``[B, H0, W0]`` objectness logits;
-            ``ltrb`` ``[B, 4, H0, W0]`` fp32 distances (px) from each cell centre to the box sides;
-            ``boxes`` ``[B, H0 * W0, 4]`` fp32 ``xyxy`` boxes in input pixels, row-major cells;
-            ``stride`` int, pixels per cell; ``image_size`` ``(H, W)`` of the input;
-        with ``H0 = ceil(H / stride)``, ``W0 = ceil(W / stride)``.
+        Returns the head's dict; the dense heads give ``logits [B, H0, W0]``, ``ltrb [B, 4, H0,
+        W0]`` fp32 px from each cell centre to the box sides, ``boxes [B, H0 * W0, 4]`` fp32 xyxy
+        input pixels (row-major cells), ``stride`` and ``image_size (H, W)``, with
+        ``H0 = ceil(H / stride)``, ``W0 = ceil(W / stride)``.
         """
         if search.dim() != 4 or search.shape[1] != 3:
             raise ValueError(f"detect: expected search [B, 3, H, W], got {tuple(search.shape)}")
         return self._detect_features(self._features(search), templates_encoded, search)
 
     def _detect_features(self, feats: Sequence[Tensor], templates_encoded: Sequence[Tensor], search: Tensor) -> dict[str, Any]:
-        """Correlation + head on precomputed search FPN maps of ``search`` (see :meth:`detect`)."""
-        expected = len(self.fusions) + (1 if self.colour_bins else 0)
-        if len(templates_encoded) != expected:
-            raise ValueError(f"detect: expected {expected} encoded template tensors, got {len(templates_encoded)}")
-        image_size = tuple(search.shape[-2:])
+        """Correlation, similarities and head on precomputed search maps of ``search``."""
+        levels = len(self.fusions)
+        extras = [s for s in self.similarities if s.encodes]
+        if len(templates_encoded) != levels + len(extras):
+            raise ValueError(f"detect: expected {levels + len(extras)} encoded template tensors, "
+                             f"got {len(templates_encoded)}")
         b = feats[0].shape[0]
-        h, w = image_size
-        size0 = feats[0].shape[-2:]
-        level_w = self.level_logits.softmax(0)
-        # The joint head reads the weighted sum of the full correlation maps; everything else only
-        # their channel means (cosine similarity per cell). Bilinear upsampling is linear, so the
-        # mean is taken before upsampling: one channel is resized instead of fpn_channels.
-        need_fused = self.match_head is None
-        need_cosines = self.match_head is not None or self.similarity_gain is not None
-        fused = matched = None
-        cosines = []  # per level [B, 1, H0, W0] fp32: channel mean of the normalised correlation
-        for i, (f, t) in enumerate(zip(feats, templates_encoded)):
+        encoded = []
+        for t in templates_encoded:
             if t.shape[0] != b:
                 if t.shape[0] != 1:
                     raise ValueError(f"detect: template batch {t.shape[0]} does not match search batch {b}")
                 t = t.expand(b, *t.shape[1:])
-            c = self.correlation(f, t)
-            if need_cosines:
-                cosines.append(_resize(c.float().mean(1, keepdim=True), size0))
-            if need_fused:
-                c = _resize(c, size0) * level_w[i].to(c.dtype)
-                fused = c if fused is None else fused + c
-            if self.matching is not None:
-                m = _resize(self.matching(f, t), size0) * level_w[i]
-                matched = m if matched is None else matched + m
-        dtype = feats[0].dtype if fused is None else fused.dtype
-        similarities: list[Tensor] = []
-        if self.matching is not None:
-            similarities.append(matched.to(dtype))
-        if self.colour_bins:
-            reference = templates_encoded[-1].flatten(1)
-            if reference.shape[0] != b:
-                reference = reference.expand(b, -1)
-            colour = colour_similarity(search, reference, self.stride, self.colour_windows, self.colour_bins)
-            colour = F.pad(colour, (0, size0[1] - colour.shape[-1], 0, size0[0] - colour.shape[-2]))
-            similarities.append(colour.to(dtype))
-        if self.match_head is not None:
-            logits, raw = self.head(feats[0])
-            match_in = torch.cat([c.to(dtype) for c in cosines] + similarities, dim=1)  # [B, levels + sims, H0, W0]
-            match = self.match_head(match_in)
-            logits = and_logits(logits, match) if self.match_gate == "and" else logits + match
-        else:
-            parts = [fused, feats[0]] if self.search_features else [fused]
-            logits, raw = self.head(torch.cat(parts + similarities, dim=1))
-        h0, w0 = -(-h // self.stride), -(-w // self.stride)
-        logits = logits[:, 0, :h0, :w0]
-        if self.similarity_gain is not None:
-            # level-weighted cosine similarity per cell, in [-1, 1]; centred per image so that
-            # only contrast (this cell matches better) moves the logit
-            similarity = sum(w * cos[:, 0] for w, cos in zip(level_w.float(), cosines))
-            similarity = similarity - similarity.mean(dim=(1, 2), keepdim=True)
-            logits = logits + self.similarity_gain * similarity[:, :h0, :w0].to(logits.dtype)
-        ltrb = ltrb_from_raw(raw[:, :, :h0, :w0], self.stride)
-        return {
-            "logits": logits,
-            "ltrb": ltrb,
-            "boxes": decode_boxes(ltrb, self.stride),
-            "stride": self.stride,
-            "image_size": (h, w),
-        }
+            encoded.append(t)
+        fused, extra = encoded[:levels], iter(encoded[levels:])
+        level_weights = self.level_logits.softmax(0)
+        maps = []
+        for similarity in self.similarities:
+            state = next(extra) if similarity in extras else None
+            maps.append(similarity(search, feats, fused, state, level_weights).to(feats[0].dtype))
+        inputs = HeadInputs(features=feats, correlations=[self.correlation(f, t) for f, t in zip(feats, fused)],
+                            similarities=maps, level_weights=level_weights, image_size=tuple(search.shape[-2:]))
+        return self.head(inputs)
+
+    def decode(self, outputs: dict[str, Any], score_threshold: float, nms_iou: float,
+               max_detections: int) -> list[tuple[Tensor, Tensor]]:
+        """The head's decoding of :meth:`detect` outputs: per image ``(boxes [N, 4], scores [N])``."""
+        return self.head.decode(outputs, score_threshold, nms_iou, max_detections)
 
     def forward(
         self, templates: Tensor, search: Tensor, template_mask: Tensor | None = None, shifted_pairs: bool = False
@@ -279,38 +173,29 @@ def _keep_missing_normalisation(module: nn.Module, state_dict: dict, prefix: str
 def build_detector(cfg: ModelConfig) -> ReferenceDetector:
     """The detector described by the ``model`` section of params.yaml.
 
-    A backbone that cannot be built from these params (unknown name, missing level, weights file
-    missing or not fitting, hub unreachable) is reported as a ConfigError naming the keys.
+    A part that cannot be built from these params (unknown model name, missing level, weights
+    file missing or not fitting, hub unreachable, neck and backbone that do not fit) is reported
+    as a ConfigError naming the section.
     """
-    from pipeline.config import ConfigError  # local: the detector package stays config-free
+    from pipeline.config import ConfigError  # local: config is read here only
 
     try:
-        backbone = Backbone(cfg.backbone, cfg.levels, cfg.pretrained)
+        backbone = BACKBONES.build(cfg.backbone, levels=cfg.levels)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
-        raise ConfigError(f"model.backbone / model.levels / model.pretrained: {exc}") from None
-    return ReferenceDetector(
-        backbone,
-        fpn_channels=cfg.fpn_channels,
-        fusion=cfg.fusion,
-        corr_kernel=cfg.corr_kernel,
-        corr_normalize=cfg.corr_normalize,
-        head_channels=cfg.head_channels,
-        search_features=cfg.search_features,
-        similarity_skip=cfg.similarity_skip,
-        match_grid=cfg.match_grid,
-        match_top=cfg.match_top,
-        box_prior_px=cfg.box_prior,
-        colour_bins=cfg.colour_bins,
-        head=cfg.head,
-        match_gate=cfg.match_gate,
-    )
+        raise ConfigError(f"model.backbone / model.levels: {exc}") from None
+    try:
+        neck = NECKS.build(cfg.neck, in_channels=backbone.channels, in_strides=backbone.strides, levels=cfg.levels)
+    except ValueError as exc:
+        raise ConfigError(f"model.neck / model.levels: {exc}") from None
+    stride = int(neck.strides[0])
+    fusions = [FUSIONS.build(cfg.fusion, channels=cfg.neck.channels) for _ in cfg.levels]
+    correlation = CORRELATIONS.build(cfg.correlation)
+    similarities = [SIMILARITIES.build(s, stride=stride) for s in cfg.similarities]
+    head = HEADS.build(cfg.head, channels=cfg.neck.channels, levels=len(cfg.levels),
+                       similarities=sum(s.channels for s in similarities), stride=stride)
+    return ReferenceDetector(backbone, neck, fusions, correlation, similarities, head)
 
 
-def build_criterion(cfg: TrainConfig) -> DetectionCriterion:
-    """The criterion described by the ``train`` section (weights: ``cfg.loss_weights``)."""
-    return DetectionCriterion(
-        iou_type=cfg.iou_type,
-        focal_alpha=cfg.focal_alpha,
-        focal_gamma=cfg.focal_gamma,
-        pos_radius=cfg.pos_radius,
-    )
+def build_criterion(cfg: TrainConfig, model: ReferenceDetector) -> nn.Module:
+    """The loss of ``model``'s head, with the ``train`` section's settings (weights: ``cfg.loss_weights``)."""
+    return model.head.criterion(cfg.iou_type, cfg.focal_alpha, cfg.focal_gamma, cfg.pos_radius)

@@ -16,7 +16,6 @@ from tqdm import tqdm
 
 from pipeline.detector.losses import weighted_total
 from pipeline.engine.amp import Precision
-from pipeline.detector.postprocess import postprocess
 from pipeline.metrics.coco import coco_ap
 from pipeline.metrics.topone import summarize, top1_table
 
@@ -145,7 +144,7 @@ def predict_loader(
         batch = _to_device(batch, device, channels_last)
         with precision.autocast():
             outputs = model(batch["templates"], batch["search"], batch["template_mask"])
-        per_frame = postprocess(outputs["logits"], outputs["boxes"], score_threshold, nms_iou, max_detections)
+        per_frame = model.decode(outputs, score_threshold, nms_iou, max_detections)
         for (boxes, scores), scale, idx in zip(per_frame, batch["scale"], batch["index"]):
             dets.append(((boxes / scale).cpu().numpy(), scores.cpu().numpy()))
             order.append(int(idx))

@@ -19,7 +19,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
-from pipeline.config import ConfigError, EvaluateConfig, ModelConfig, Params, TrainConfig, to_flat_dict
+from pipeline.config import ConfigError, EvaluateConfig, ModelConfig, Params, TrainConfig, to_flat_dict, to_raw
 from pipeline.data.dataset import EvalDataset, Sample, TrainDataset, collate, load_split
 from pipeline.data.scratch import ScratchSet
 from pipeline.detector import build_criterion, build_detector
@@ -55,14 +55,18 @@ def run_digest(model_cfg: ModelConfig, train_cfg: TrainConfig, template_size: in
     fresh instead of resuming a model that was trained on something else."""
     train = {k: v for k, v in dataclasses.asdict(train_cfg).items() if k not in _RUN_INDEPENDENT}
     data = hashlib.sha256(repr([dataclasses.astuple(s) for s in samples]).encode()).hexdigest()[:16]
-    return params_digest({"model": dataclasses.asdict(model_cfg), "train": train, "template_size": template_size,
+    return params_digest({"model": to_raw(model_cfg), "train": train, "template_size": template_size,
                           "data": data})
 
 
 def build_optimizer(model: nn.Module, lr: float, backbone_lr_mult: float, weight_decay: float) -> torch.optim.AdamW:
-    """AdamW with the backbone at ``lr * backbone_lr_mult``; norms and biases get no weight decay."""
+    """AdamW with the backbone at ``lr * backbone_lr_mult``; norms and biases get no weight decay.
+    Parameters frozen for good when it is built (``freeze_through``, a LoRA adapter's base) are
+    left out."""
     groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
     for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
         is_backbone = name.startswith("backbone.")
         no_decay = param.ndim <= 1
         groups.setdefault((is_backbone, no_decay), []).append(param)
@@ -80,9 +84,16 @@ def build_optimizer(model: nn.Module, lr: float, backbone_lr_mult: float, weight
 
 
 def set_backbone_trainable(model: nn.Module, trainable: bool, frozen: Sequence[str] = ()) -> None:
-    """Let the backbone learn (or not), except the body layers named in ``frozen``, which never do."""
-    for name, p in model.backbone.body.named_parameters():
-        p.requires_grad_(trainable and not any(name == f or name.startswith(f + ".") for f in frozen))
+    """Let the backbone learn (or not), except the layers named in ``frozen`` (as
+    ``freeze_through`` names them), which never do; with LoRA adapters only the adapters learn."""
+    adapters = any("lora_" in name for name, _ in model.backbone.named_parameters())
+    for name, p in model.backbone.named_parameters():
+        if adapters:
+            learns = "lora_" in name
+        else:
+            layer = name.removeprefix("body.")
+            learns = not any(layer == f or layer.startswith(f + ".") for f in frozen)
+        p.requires_grad_(trainable and learns)
 
 
 def freeze_backbone(model: nn.Module, level: int) -> list[str]:
@@ -200,7 +211,7 @@ def fit(params: Params, paths: Paths) -> dict:
                  ", ".join(frozen))
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    criterion = build_criterion(cfg)
+    criterion = build_criterion(cfg, model)
     optimizer = build_optimizer(model, cfg.lr, cfg.backbone_lr_mult, cfg.weight_decay)
     steps_per_epoch = math.ceil(len(loader) / cfg.accumulate)
     total_steps = cfg.epochs * steps_per_epoch
@@ -273,7 +284,7 @@ def fit(params: Params, paths: Paths) -> dict:
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "scaler": scaler.state_dict(), "epoch": epoch, "step": state.step, "history": state.history,
                 "rng": rng_state(), "digest": digest, "best": best, "run_id": run_id,
-                "model_config": dataclasses.asdict(mcfg), "template_size": template_size,
+                "model_config": to_raw(mcfg), "template_size": template_size,
                 "template_pad": params.templates.pad, "template_pad_value": params.templates.pad_value,
             }
             # best.pt first: a kill between the two writes leaves a best.pt newer than last.pt,

@@ -29,7 +29,6 @@ from pipeline.data.frames import Sample, read_frame, resize, to_tensor_array
 from pipeline.data.decode import BadImage, decoded_size
 from pipeline.data.imageio import PAD_MODES, PadMode, pad_to_square, square_template
 from pipeline.detector.model import ReferenceDetector, build_detector
-from pipeline.detector.postprocess import postprocess
 from pipeline.engine.amp import Precision, resolve_precision
 from pipeline.engine.checkpoint import load_checkpoint
 
@@ -141,8 +140,9 @@ class Detector:
         if isinstance(template_size, bool) or not isinstance(template_size, int) or template_size < 1:
             raise UserError(f"{path}: stored template_size {template_size!r} is not a positive integer")
         model = build_detector(cfg)
+        weights = legacy_weights(ckpt["model"]) if "fpn_channels" in ckpt["model_config"] else ckpt["model"]
         try:
-            model.load_state_dict(ckpt["model"])
+            model.load_state_dict(weights)
         except RuntimeError as exc:
             raise UserError(f"{path}: weights do not fit the stored model config ({exc})") from None
         size = cfg.search_size if search_size is None else search_size
@@ -263,9 +263,7 @@ class Detector:
     def _detect(self, search: Tensor, encoded: Sequence[Tensor]) -> list[tuple[Tensor, Tensor]]:
         with self.precision.autocast():
             outputs = self.model.detect(search, encoded)
-        return postprocess(
-            outputs["logits"], outputs["boxes"], self.score_threshold, self.nms_iou, self.max_detections
-        )
+        return self.model.decode(outputs, self.score_threshold, self.nms_iou, self.max_detections)
 
     def _merge(self, boxes: Tensor, scores: Tensor, boxes2: Tensor, scores2: Tensor) -> tuple[Tensor, Tensor]:
         """NMS over the union of two detection sets, best ``max_detections`` kept."""
@@ -288,17 +286,64 @@ class Detector:
 
 
 def _model_config(raw: dict, path: str | Path) -> ModelConfig:
-    """The stored ``model_config`` dict (tuples saved as lists) as a validated ModelConfig.
+    """The stored ``model_config`` (the model section as params.yaml holds it) as a validated
+    ModelConfig; a checkpoint of the flat layout older versions wrote is translated.
 
     ``pretrained`` is switched off: the checkpoint holds every weight, so nothing is downloaded
     or read again (and the original weights file need not exist here).
     """
     if not isinstance(raw, dict):
         raise UserError(f"{path}: stored model_config is not a mapping")
+    raw = legacy_model_config(raw) if "fpn_channels" in raw else dict(raw)
+    if isinstance(raw.get("backbone"), dict):
+        raw["backbone"] = {**raw["backbone"], "pretrained": False}
     try:
-        return parse_params({"model": {**raw, "pretrained": False}}).model
+        return parse_params({"model": raw}).model
     except ConfigError as exc:
         raise UserError(f"{path}: stored model config is invalid ({exc})") from None
+
+
+#: Flat ``model`` keys of older checkpoints -> their place in the parts layout.
+_LEGACY_KEYS = {
+    "backbone": ("backbone", "name"), "pretrained": ("backbone", "pretrained"), "fpn_channels": ("neck", "channels"),
+    "fusion": ("fusion", "type"), "corr_kernel": ("correlation", "kernel"),
+    "corr_normalize": ("correlation", "normalize"), "head": ("head", "type"), "head_channels": ("head", "channels"),
+    "box_prior": ("head", "box_prior"), "similarity_skip": ("head", "similarity_skip"),
+}
+#: Their weights' names -> today's.
+LEGACY_WEIGHTS = (("fpn.", "neck."), ("match_head.", "head.match."), ("similarity_gain", "head.similarity_gain"),
+                  ("head.", "head.dense."))
+
+
+def legacy_model_config(flat: dict) -> dict:
+    """The parts layout of a model section written flat (``fpn_channels``, ``corr_kernel``, ...)."""
+    raw: dict = {"levels": flat.get("levels"), "search_size": flat.get("search_size"), "neck": {"type": "fpn"},
+                 "correlation": {"type": "depthwise"}, "backbone": {"type": "timm"}, "fusion": {}, "head": {}}
+    for old, (part, key) in _LEGACY_KEYS.items():
+        if old in flat:
+            raw[part][key] = flat[old]
+    if raw["head"].get("type") == "factorized":
+        raw["head"]["gate"] = flat.get("match_gate", "sum")
+    else:
+        raw["head"]["search_features"] = flat.get("search_features", True)
+    raw["similarities"] = {}
+    if flat.get("match_grid"):
+        raw["similarities"]["prototypes"] = {"grid": flat["match_grid"], "top": flat.get("match_top", 4)}
+    if flat.get("colour_bins"):
+        raw["similarities"]["colour"] = {"bins": flat["colour_bins"]}
+    return raw
+
+
+def legacy_weights(state: dict) -> dict:
+    """A state dict of the flat layout with today's parameter names."""
+    out = {}
+    for key, value in state.items():
+        for old, new in LEGACY_WEIGHTS:
+            if key.startswith(old) and not key.startswith(new):
+                key = new + key[len(old):]
+                break
+        out[key] = value
+    return out
 
 
 def _mirror(boxes: Tensor, width: int) -> Tensor:

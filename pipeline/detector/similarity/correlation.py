@@ -1,11 +1,19 @@
-"""Depth-wise cross-correlation of search features with a template kernel (SiamRPN++ style)."""
+"""Depth-wise cross-correlation of search features with a template kernel, SiamRPN++ style
+(``model.correlation.type: depthwise``)."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["depthwise_xcorr", "Correlation"]
+from pipeline.config import PartConfig, bounds
+
+from ..registry import CORRELATIONS
+from ..tracing import exporting
+
+__all__ = ["depthwise_xcorr", "shifted_xcorr", "Correlation", "CorrelationConfig", "build_depthwise_correlation"]
 
 
 def depthwise_xcorr(search: Tensor, kernel: Tensor) -> Tensor:
@@ -34,6 +42,26 @@ def depthwise_xcorr(search: Tensor, kernel: Tensor) -> Tensor:
     return out.reshape(b, c, h, w)
 
 
+def shifted_xcorr(search: Tensor, kernel: Tensor) -> Tensor:
+    """:func:`depthwise_xcorr` (same padding, same numbers up to float rounding) as a sum of
+    ``kh * kw`` shifted products, so no shape depends on the batch (the export-safe form).
+
+    ``search [B, C, H, W]``, ``kernel [B, C, kh, kw]`` -> ``[B, C, H, W]``.
+    """
+    kh, kw = kernel.shape[-2:]
+    kernel = kernel.to(search.dtype)
+    if kh == 1 and kw == 1:
+        return search * kernel
+    h, w = search.shape[-2:]
+    x = F.pad(search, ((kw - 1) // 2, kw // 2, (kh - 1) // 2, kh // 2))
+    out = x[..., :h, :w] * kernel[..., :1, :1]
+    for u in range(kh):
+        for v in range(kw):
+            if u or v:
+                out = out + x[..., u : u + h, v : v + w] * kernel[..., u : u + 1, v : v + 1]
+    return out
+
+
 class Correlation(nn.Module):
     """Correlate search features with a template pooled to a ``kernel_size`` square kernel.
 
@@ -48,7 +76,7 @@ class Correlation(nn.Module):
     ``forward(search: [B, C, H, W], template: [B, C, h, w]) -> [B, C, H, W]``.
     """
 
-    def __init__(self, kernel_size: int, normalize: bool = True):
+    def __init__(self, kernel_size: int, normalize: bool):
         super().__init__()
         if kernel_size < 1:
             raise ValueError(f"Correlation: kernel_size must be >= 1, got {kernel_size}")
@@ -67,7 +95,24 @@ class Correlation(nn.Module):
             scale = search.shape[1] / self.kernel_size**2
         else:
             scale = 1.0 / self.kernel_size**2
-        return depthwise_xcorr(search, k) * scale
+        # The grouped conv bakes the batch into ONNX's fixed ``group`` attribute; the shifted sum
+        # is the same correlation with no shape tied to the batch.
+        xcorr = shifted_xcorr if exporting() else depthwise_xcorr
+        return xcorr(search, k) * scale
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, normalize={self.normalize}"
+
+
+@dataclass(frozen=True)
+class CorrelationConfig(PartConfig):
+    """``model.correlation`` of ``type: depthwise``."""
+
+    type: str = "depthwise"
+    kernel: int = field(default=1, metadata=bounds(1))
+    normalize: bool = True
+
+
+@CORRELATIONS.register("depthwise", CorrelationConfig)
+def build_depthwise_correlation(cfg: CorrelationConfig) -> Correlation:
+    return Correlation(cfg.kernel, cfg.normalize)
