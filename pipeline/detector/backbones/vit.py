@@ -26,23 +26,27 @@ Weights packages (:mod:`pipeline.detector.weights_packages`) hold CNN weights on
 from __future__ import annotations
 
 import os
-import socket
 import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlparse
+from typing import Union
 
 import timm
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .. import weights_packages
-from ..backbone import WEIGHT_SUFFIXES, _hub_source, _no_hub_error, _offline
+from pipeline.config import LoraConfig, PartConfig, bounds
 
-__all__ = ["ViTBackbone"]
+from ..registry import BACKBONES
+from . import weights_packages
+from .lora import apply_lora_config
+from .weights import WEIGHT_SUFFIXES, hub_file, hub_model
+
+__all__ = ["ViTBackbone", "ViTBackboneConfig", "build_vit_backbone"]
 
 STRIDE = 16
-_HUB_PROBE_TIMEOUT_S = 3.0
 
 
 def _is_vit(model: nn.Module) -> bool:
@@ -54,22 +58,6 @@ def _not_a_vit(name: str) -> ValueError:
         f"backbone {name!r} is not a timm Vision Transformer (it needs patch_embed and blocks); "
         f"use e.g. vit_small_patch14_dinov2 or vit_tiny_patch16_224, or the CNN Backbone"
     )
-
-
-def _check_hub_reachable(name: str, host: str) -> None:
-    """Raise the no-hub RuntimeError within seconds when ``host`` (or the proxy) cannot be reached,
-    rather than leaving the hub client to retry for minutes."""
-    if _offline():
-        raise _no_hub_error(name, "HF_HUB_OFFLINE is set and they are not in the local cache")
-    proxy = next((os.environ[k] for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy") if os.environ.get(k)), None)
-    probe_host, probe_port = host, 443
-    if proxy:  # the hub is reached through the proxy: probe that instead
-        parsed = urlparse(proxy if "://" in proxy else f"http://{proxy}")
-        probe_host, probe_port = parsed.hostname or host, parsed.port or 443
-    try:
-        socket.create_connection((probe_host, probe_port), timeout=_HUB_PROBE_TIMEOUT_S).close()
-    except OSError as exc:
-        raise _no_hub_error(name, f"{probe_host}:{probe_port} is unreachable ({exc})") from None
 
 
 class ViTBackbone(nn.Module):
@@ -110,6 +98,12 @@ class ViTBackbone(nn.Module):
         self.mean = tuple(float(v) for v in cfg.get("mean", (0.485, 0.456, 0.406)))
         self.std = tuple(float(v) for v in cfg.get("std", (0.229, 0.224, 0.225)))
 
+    def keep_blocks(self, count: int) -> None:
+        """Run only the first ``count`` transformer blocks (pretrained early blocks stay as loaded)."""
+        if not 1 <= count <= len(self.body.blocks):
+            raise ValueError(f"backbone {self.name!r} has {len(self.body.blocks)} blocks, cannot keep {count}")
+        self.body.blocks = self.body.blocks[:count]
+
     # -- construction ------------------------------------------------------------------------
 
     @staticmethod
@@ -141,18 +135,11 @@ class ViTBackbone(nn.Module):
             return ViTBackbone._build(name, overrides)
         if pretrained is True:
             model = ViTBackbone._build(name, overrides)
-            cached, host = _hub_source(dict(model.pretrained_cfg))
+            cached = hub_file(name, dict(model.pretrained_cfg))
             if cached is not None:
-                ViTBackbone._load(model, name, Path(cached))
+                ViTBackbone._load(model, name, cached)
                 return model
-            if host is None:
-                raise ValueError(f"timm has no pretrained weights for backbone {name!r}; use pretrained: false or a local file")
-            _check_hub_reachable(name, host)
-            kw = dict(num_classes=0, dynamic_img_size=True) | overrides
-            try:
-                return timm.create_model(name, pretrained=True, **kw)
-            except Exception as exc:  # network/hub errors come in many types
-                raise _no_hub_error(name, f"download failed ({type(exc).__name__}: {exc})") from exc
+            return hub_model(name, **(dict(num_classes=0, dynamic_img_size=True) | overrides))
         if isinstance(pretrained, str) and weights_packages.find_package(pretrained):
             raise ValueError(
                 f"pretrained {pretrained!r} is a weights package; those hold CNN weights, not ones for "
@@ -246,3 +233,24 @@ class ViTBackbone(nn.Module):
     def extra_repr(self) -> str:
         return (f"name={self.name!r}, patch_size={self.patch_size}, channels={self.channels}, "
                 f"strides={self.strides}, levels={self.levels}")
+
+
+@dataclass(frozen=True)
+class ViTBackboneConfig(PartConfig):
+    """``model.backbone`` of ``type: vit``: a timm ViT (DINOv2 by default) as one stride-16 map."""
+
+    type: str = "vit"
+    name: str = "vit_small_patch14_dinov2"
+    pretrained: Union[bool, str] = False
+    blocks: int = field(default=0, metadata=bounds(0))  # > 0: only the first N transformer blocks run
+    lora: LoraConfig = field(default_factory=LoraConfig)
+
+
+@BACKBONES.register("vit", ViTBackboneConfig)
+def build_vit_backbone(cfg: ViTBackboneConfig, levels: Sequence[int]) -> ViTBackbone:
+    """The ViT of ``cfg`` (``levels`` are the neck's to make), cut to ``cfg.blocks``, with LoRA."""
+    backbone = ViTBackbone(cfg.name, cfg.pretrained)
+    if cfg.blocks:
+        backbone.keep_blocks(cfg.blocks)
+    apply_lora_config(backbone, cfg.lora)
+    return backbone

@@ -8,6 +8,9 @@ from collections.abc import Sequence
 from timm.layers import LayerNorm2d
 from torch import Tensor, nn
 
+from ..registry import NECKS
+from .fpn import NeckConfig
+
 __all__ = ["SimplePyramid"]
 
 
@@ -100,3 +103,10 @@ class SimplePyramid(nn.Module):
     def extra_repr(self) -> str:
         return (f"in_channels={self.in_channels}, out_channels={self.out_channels}, levels={self.levels}, "
                 f"strides={self.strides}")
+
+
+@NECKS.register("simple_pyramid", NeckConfig)
+def build_simple_pyramid(cfg: NeckConfig, in_channels: Sequence[int], in_strides: Sequence[int],
+                         levels: Sequence[int]) -> SimplePyramid:
+    """The levels from the backbone's last (a ViT's only) map."""
+    return SimplePyramid(in_channels, in_strides, cfg.channels, levels)
