@@ -44,7 +44,15 @@ import timm
 import torch
 from torch import nn
 
-from benchmarks.common import Table, machine, machine_lines, measure_interleaved, ratio, repeats_note, si
+from benchmarks.common import (
+    Table,
+    machine,
+    machine_lines,
+    measure_interleaved,
+    ratio,
+    repeats_note,
+    si,
+)
 from pipeline.detector.backbones.lora import apply_lora, count_parameters
 
 MODEL = "vit_small_patch14_dinov2"
@@ -170,6 +178,10 @@ def peak_memory_fresh(settings: LoraSettings, variant: LoraVariant, case: LoraCa
         return pool.submit(peak_memory, settings, variant, case, torch.get_num_threads()).result()
 
 
+def _steps(n: int) -> str:
+    return f"{n} step{'' if n == 1 else 's'}"
+
+
 def _percent(x: float, base: float) -> str:
     return f"{100 * x / base:.3g} %" if base else "n/a"
 
@@ -205,15 +217,14 @@ def lora_section(settings: LoraSettings) -> Table:
             )
     gh, gw = settings.cases[0].hw if settings.cases else (0, 0)
     table.notes += [
-        f"model: timm {settings.model}, random init, dynamic_img_size + dynamic_img_pad, no head"
-        + (f", {dict(settings.model_kwargs)}" if settings.model_kwargs else "")
-        + f"; {count_parameters(models[settings.variants[0]][0])[1]:,} parameters; "
-        f"first input {gw}x{gh} (width x height)",
+        (f"model: timm {settings.model}, random init, dynamic_img_size + dynamic_img_pad, no head"
+         + (f", {dict(settings.model_kwargs)}" if settings.model_kwargs else "")
+         + f"; {count_parameters(models[settings.variants[0]][0])[1]:,} parameters; "
+         f"first input {gw}x{gh} (width x height)"),
         "step: forward_features + mean-square loss + backward + AdamW (lr 1e-6), fp32; LoRA dropout 0",
-        f"time: {repeats_note('steps', settings.repeats, None)} after {settings.warmup} warm-up "
-        f"step{'' if settings.warmup == 1 else 's'}, the "
-        f"variants stepped in turn in one process; largest spread (max-min)/median {spread:.0%}",
-        (f"memory: peak RSS over {settings.memory_steps} step{'' if settings.memory_steps == 1 else 's'} minus RSS once model, optimiser and batch were "
+        (f"time: {repeats_note('steps', settings.repeats, None)} after {_steps(settings.warmup)} of warm-up, "
+         f"the variants stepped in turn in one process; largest spread (max-min)/median {spread:.0%}"),
+        (f"memory: peak RSS over {_steps(settings.memory_steps)} minus RSS once model, optimiser and batch were "
          f"built, each variant in a fresh process; peak read as {'; '.join(sorted(methods))}"
          if settings.memory else "memory: not measured"),
     ]
@@ -229,7 +240,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    from benchmarks.speed import load_warning  # the whole suite's imports: only for the command line
+    # benchmarks.speed imports the whole suite: only for the command line, not in every spawned child
+    from benchmarks.speed import load_warning
     from pipeline.io import write_text
 
     args = parse_args(argv)

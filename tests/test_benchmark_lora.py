@@ -7,7 +7,15 @@ import json
 import pytest
 import torch
 
-from benchmarks.lora import FULL, VARIANTS, LoraCase, LoraSettings, LoraVariant, lora_section, parse_args
+from benchmarks.lora import (
+    FULL,
+    VARIANTS,
+    LoraCase,
+    LoraSettings,
+    LoraVariant,
+    lora_section,
+    parse_args,
+)
 
 TINY_VIT = (("depth", 2), ("embed_dim", 48), ("num_heads", 2), ("img_size", 56))
 

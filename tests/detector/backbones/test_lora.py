@@ -6,9 +6,14 @@ import torch
 from torch import Tensor, nn
 
 from pipeline.detector import Backbone
-from pipeline.detector.backbones.lora import apply_lora, count_parameters, lora_state_dict, merge_lora
+from pipeline.detector.backbones.lora import (
+    apply_lora,
+    count_parameters,
+    lora_state_dict,
+    merge_lora,
+)
 
-LORA = dict(rank=4, alpha=8.0, dropout=0.0)
+LORA = {"rank": 4, "alpha": 8.0, "dropout": 0.0}
 VIT_TARGETS = ("qkv", "attn.proj", "mlp.fc1", "mlp.fc2")
 CNN_TARGETS = ("conv_pw", "conv_pwl")  # EfficientNet's 1x1 convs; its conv_dw are depth-wise
 
