@@ -111,7 +111,7 @@ class LoraConfig:
     rank: int = field(default=0, metadata=bounds(0))  # 0: no adapters
     alpha: float = field(default=16.0, metadata=bounds(0.0, lo_open=True))
     dropout: float = field(default=0.0, metadata=bounds(0.0, 1.0))
-    targets: tuple[str, ...] = ("qkv", "proj")
+    targets: tuple[str, ...] = ("qkv", "attn.proj")
 
 
 @dataclass(frozen=True)
