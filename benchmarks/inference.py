@@ -35,7 +35,6 @@ from benchmarks.train_step import seed_params
 from pipeline.config import Params
 from pipeline.detector import build_detector
 from pipeline.detector.model import ReferenceDetector
-from pipeline.detector.postprocess import postprocess
 from pipeline.engine.amp import Precision, resolve_precision
 
 #: The issue's target for cached / re-encode time per frame.
@@ -50,6 +49,8 @@ class DetectorModel(Protocol):
 
     def detect(self, search: torch.Tensor, templates_encoded: Any) -> dict[str, Any]: ...
 
+    def decode(self, outputs: dict[str, Any], score_threshold: float, nms_iou: float, max_detections: int) -> Any: ...
+
 
 @dataclass(frozen=True)
 class InferenceCase:
@@ -62,7 +63,8 @@ class InferenceCase:
     def describe(self) -> str:
         m = self.params.model
         w, h = m.search_size
-        return (f"{self.name}: {m.backbone}, levels {list(m.levels)}, FPN {m.fpn_channels}, search {w}x{h}, "
+        return (f"{self.name}: {m.backbone.name}, levels {list(m.levels)}, neck {m.neck.type} {m.neck.channels}, "
+                f"search {w}x{h}, "
                 f"{self.templates}x{self.params.templates.size} px templates")
 
 
@@ -143,7 +145,7 @@ def frame_fns(
     cached = runtime.encode_templates(one_object)
 
     def finish(out: dict[str, Any]) -> object:
-        return postprocess(out["logits"], out["boxes"], ev.score_threshold, ev.nms_iou, ev.max_detections)
+        return runtime.decode(out, ev.score_threshold, ev.nms_iou, ev.max_detections)
 
     return {
         "encode": lambda: runtime.encode_templates(one_object),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 from dataclasses import dataclass
 
 import torch
@@ -25,7 +26,7 @@ from benchmarks.common import (
     repeats_note,
     si,
 )
-from pipeline.config import ConfigError, Params
+from pipeline.config import ConfigError, ModelConfig, Params, parse_params, to_raw
 from pipeline.detector import build_criterion, build_detector
 from pipeline.engine.amp import Precision, resolve_precision
 from pipeline.engine.loop import StepState, train_one_epoch
@@ -54,8 +55,8 @@ class TrainCase:
     def describe(self) -> str:
         m, t = self.params.model, self.params.train
         h, w = self.search_hw
-        return (f"{self.name}: {m.backbone}, levels {list(m.levels)}, FPN {m.fpn_channels}, corr_kernel "
-                f"{m.corr_kernel}, search {w}x{h}, {self.templates}x{self.template_size} px templates, batch "
+        return (f"{self.name}: {m.backbone.name}, levels {list(m.levels)}, neck {m.neck.type} {m.neck.channels}, "
+                f"corr_kernel {m.correlation.kernel}, search {w}x{h}, {self.templates}x{self.template_size} px templates, batch "
                 f"{self.batch}{', shifted pairs' if t.shifted_pairs else ''}")
 
 
@@ -68,6 +69,14 @@ class Variant:
     channels_last: bool
 
 
+def with_model(params: Params, **sections: Any) -> ModelConfig:
+    """``params.model`` with ``sections`` (params.yaml's nested form) merged in, validated."""
+    raw = to_raw(params.model)
+    for key, value in sections.items():
+        raw[key] = {**raw[key], **value} if isinstance(value, dict) and isinstance(raw.get(key), dict) else value
+    return parse_params({"model": raw}).model
+
+
 def demo_case(params: Params) -> TrainCase:
     """params.yaml as the demo trains it: ``train.crop_size`` square crops (or whole frames)."""
     crop = params.train.crop_size
@@ -78,11 +87,10 @@ def demo_case(params: Params) -> TrainCase:
 def seed_params(params: Params) -> Params:
     """Seed 001's scale on top of ``params``: ConvNeXt-T, P3-P5 with a 320-channel FPN, 8x8
     correlation kernels, head on the correlation only, whole 1024x576 frames, 384 px templates.
-    Everything else (fusion, prototype matching, losses) stays as configured."""
-    model = dataclasses.replace(
-        params.model, backbone="convnext_tiny", pretrained=False, levels=(3, 4, 5), fpn_channels=320,
-        head_channels=160, corr_kernel=8, search_features=False, search_size=(1024, 576),
-    )
+    Everything else (fusion, similarities, head type, losses) stays as configured."""
+    model = with_model(params, backbone={"name": "convnext_tiny", "pretrained": False}, levels=[3, 4, 5],
+                       neck={"channels": 320}, head={"channels": 160}, correlation={"kernel": 8},
+                       search_size=[1024, 576])
     return dataclasses.replace(
         params, model=model, templates=dataclasses.replace(params.templates, size=384),
         train=dataclasses.replace(params.train, crop_size=0),
@@ -150,7 +158,7 @@ def make_trainer(case: TrainCase, variant: Variant, device: torch.device) -> Cal
     freeze_backbone(model, cfg.freeze_through_level)  # as the trainer does: frozen layers run no backward
     if variant.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    criterion = build_criterion(cfg)
+    criterion = build_criterion(cfg, model)
     optimizer = build_optimizer(model, BENCH_LR, cfg.backbone_lr_mult, cfg.weight_decay)
     scheduler = build_scheduler(optimizer, 10**9, 0, BENCH_LR, min(cfg.min_lr, BENCH_LR))
     precision = resolve_precision(variant.amp, device)
@@ -311,7 +319,7 @@ def backbone_cases(params: Params, choices: Sequence[tuple[str, str, bool | str,
     base = demo_case(params)
     cases = []
     for label, backbone, pretrained, level in choices:
-        p = dataclasses.replace(params, model=dataclasses.replace(params.model, backbone=backbone, pretrained=pretrained),
+        p = dataclasses.replace(params, model=with_model(params, backbone={"name": backbone, "pretrained": pretrained}),
                                 train=dataclasses.replace(params.train, freeze_through_level=level))
         cases.append(dataclasses.replace(base, name=label, params=p))
     return tuple(cases)

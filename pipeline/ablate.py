@@ -4,7 +4,7 @@
         [--seeds 0 1] [--epochs N] [--set KEY=VALUE ...] [--jobs N] [--run] [--dry-run]
 
 Builds one ``dvc exp run --queue`` whose ``-S key=a,b`` sweeps (DVC's Hydra grid syntax) queue
-every combination of ``model.fusion`` × ``model.corr_kernel`` × ``train.iou_type`` × ``train.seed``,
+every combination of ``model.fusion.type`` × ``model.correlation.kernel`` × ``train.iou_type`` × ``train.seed``,
 prints it and runs it. ``dvc queue start -j N`` then runs the queue in the background (printed);
 ``--run`` instead runs it here and waits (``dvc exp run --run-all -j N``, the same workers
 following their logs), then refreshes ``reports/metrics.md`` when the workspace has evaluate
@@ -33,10 +33,10 @@ from pipeline.cli import UserError, run_stage
 from pipeline.config import ConfigError, parse_params, read_yaml
 from pipeline.paths import Paths
 
-#: The study of issue 5, with the values queued when no option narrows them.
+#: The ablation study, with the values queued when no option narrows them.
 DEFAULT_GRID: dict[str, tuple[str, ...]] = {
-    "model.fusion": ("attention", "average"),
-    "model.corr_kernel": ("1", "3"),
+    "model.fusion.type": ("attention", "average"),
+    "model.correlation.kernel": ("1", "3"),
     "train.iou_type": ("giou", "ciou"),
     "train.seed": ("0", "1"),
 }
@@ -116,7 +116,7 @@ def validate(study: Study, params_file: Path) -> None:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m pipeline.ablate", description=__doc__.split("\n\n")[0])
-    for flag, key in (("--fusion", "model.fusion"), ("--corr-kernel", "model.corr_kernel"),
+    for flag, key in (("--fusion", "model.fusion.type"), ("--corr-kernel", "model.correlation.kernel"),
                       ("--iou-type", "train.iou_type"), ("--seeds", "train.seed")):
         ap.add_argument(flag, nargs="+", default=list(DEFAULT_GRID[key]), metavar="V",
                         help=f"values of {key} ({' '.join(DEFAULT_GRID[key])})")
@@ -138,7 +138,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def study_from_args(args: argparse.Namespace) -> Study:
-    grid = {"model.fusion": args.fusion, "model.corr_kernel": args.corr_kernel,
+    grid = {"model.fusion.type": args.fusion, "model.correlation.kernel": args.corr_kernel,
             "train.iou_type": args.iou_type, "train.seed": args.seeds}
     for key, values in grid.items():
         if any("," in v or not v for v in values):

@@ -62,6 +62,7 @@ from torch import Tensor, nn
 
 from pipeline.cli import UserError, require_writable, run_stage
 from pipeline.data.frames import to_tensor_array
+from pipeline.detector.backbones.lora import merge_lora
 from pipeline.detector.model import ReferenceDetector
 from pipeline.inference.detector import Detections, Detector, ImageInput
 from pipeline.inference.onnx_model import DETECTOR_FILE, ENCODER_FILE, GraphInfo, OnnxDetectorModel
@@ -289,6 +290,7 @@ def demo_scene(seed: int = 0, object_id: int = 0) -> tuple[list[np.ndarray], np.
     from pipeline.data.demo import render_sequence, render_templates
 
     cfg = DemoConfig(train_objects=object_id + 1, val_objects=1, frames_per_sequence=1, template_size=256,
+                     photo_objects=0.0, photo_grounds=0.0, lookalikes=0.0,
                      absent_fraction=0.0)
     refs = [np.ascontiguousarray(p[..., ::-1]) for p in render_templates(seed, cfg, object_id)]  # BGR -> RGB
     frame = next(iter(render_sequence(seed, cfg, object_id, 0))).image
@@ -463,6 +465,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     torch_detector = Detector.from_checkpoint(args.checkpoint, device="cpu", score_threshold=0.0)
     model = torch_detector.model
     assert isinstance(model, ReferenceDetector)
+    merged = merge_lora(model)  # plain layers again: the graphs hold no adapter code
+    if merged:
+        log.info("merged %d LoRA adapters into their base layers", merged)
     info = graph_info(torch_detector)
     if args.check_image is not None:
         templates: list[ImageInput] = list(args.check_templates)

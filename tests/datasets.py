@@ -199,3 +199,16 @@ def make_video_dataset(
         (base / "annotations").mkdir(parents=True, exist_ok=True)
         (base / "annotations" / "annotations.json").write_text(json.dumps(entries))
     return root
+
+
+#: A small procedural demo (no photo textures), which the generator tests start from; the
+#: committed defaults (params.yaml) are the photographic demo.
+SMALL_DEMO = dict(train_objects=24, val_objects=6, sequences_per_object=2, frames_per_sequence=10,
+                  val_frames_per_sequence=0, template_size=1024, photo_objects=0.0, photo_grounds=0.0, lookalikes=0.0)
+
+
+def demo_config(**overrides):
+    """:data:`SMALL_DEMO` with ``overrides``, as a DemoConfig."""
+    from pipeline.config import DemoConfig
+
+    return DemoConfig(**(SMALL_DEMO | overrides))

@@ -21,7 +21,7 @@ TINY_PARAMS: dict[str, Any] = {
                  "template_size": 128, "distractors": 1},
     },
     "templates": {"size": 32, "workers": 1},
-    "model": {"fpn_channels": 16, "head_channels": 16, "search_size": [256, 144], "corr_kernel": 1},
+    "model": {"neck": {"channels": 16}, "head": {"channels": 16}, "search_size": [256, 144], "correlation": {"kernel": 1}},
     "train": {"epochs": 1, "batch_size": 2, "workers": 0, "crop_size": 64, "log_every": 1, "lr": 0.001},
 }
 

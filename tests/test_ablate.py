@@ -21,7 +21,7 @@ def test_default_study_is_the_issue_grid_in_one_queue_command():
     study = study_from_args(parse_args([]))
     assert study.grid == DEFAULT_GRID and study.size == 16
     assert queue_command(study)[1:] == [
-        "-m", "dvc", "exp", "run", "--queue", "-S", "model.fusion=attention,average", "-S", "model.corr_kernel=1,3",
+        "-m", "dvc", "exp", "run", "--queue", "-S", "model.fusion.type=attention,average", "-S", "model.correlation.kernel=1,3",
         "-S", "train.iou_type=giou,ciou", "-S", "train.seed=0,1"]
 
 
@@ -55,7 +55,7 @@ def test_queue_runs_two_experiments_into_mlflow_dvc_and_the_report(tmp_path):
     root = make_pipeline_repo(tmp_path / "repo")
     out = run([sys.executable, "-m", "pipeline.ablate", "--fusion", "attention", "average", "--corr-kernel", "1",
                "--iou-type", "giou", "--seeds", "0", "--jobs", "2", "--run"], root)
-    assert "2 experiments" in out.stdout and "--queue -S model.fusion=attention,average" in out.stdout
+    assert "2 experiments" in out.stdout and "--queue -S model.fusion.type=attention,average" in out.stdout
 
     shown = json.loads(dvc(root, "exp", "show", "--json").stdout)
     exps = {e["name"]: e for rev in shown for e in (rev.get("experiments") or [])}
@@ -64,7 +64,7 @@ def test_queue_runs_two_experiments_into_mlflow_dvc_and_the_report(tmp_path):
 
     client = mlflow.tracking.MlflowClient(f"sqlite:///{root / 'mlflow.db'}")  # the main repo's store
     runs = client.search_runs([client.get_experiment_by_name("needle").experiment_id])
-    assert sorted(r.data.params["model.fusion"] for r in runs) == ["attention", "average"]
+    assert sorted(r.data.params["model.fusion.type"] for r in runs) == ["attention", "average"]
     assert {r.info.run_name for r in runs} == names  # MLflow runs named after the DVC experiments
     assert all("eval_AP50" in r.data.metrics for r in runs)  # evaluate wrote to the same runs
 

@@ -32,6 +32,7 @@ from pipeline.engine.amp import Precision
 from pipeline.paths import Paths
 from pipeline.prepare import prepare
 from pipeline.resize_templates import resize_templates
+from tests.datasets import demo_config
 
 REPO = Path(__file__).resolve().parents[1]
 # What ``amp: auto`` resolves to on a CPU with native bf16, and on one that emulates it.
@@ -142,7 +143,7 @@ def test_every_section_prints_its_table(tmp_path: Path, cpn_root: Path, one_thre
 
 def test_loader_generates_demo_data_where_there_is_none(tmp_path: Path) -> None:
     params = tiny_params()
-    demo = DemoConfig(train_objects=2, val_objects=1, sequences_per_object=1, frames_per_sequence=2)
+    demo = demo_config(train_objects=2, val_objects=1, sequences_per_object=1, frames_per_sequence=2)
     paths, source = find_or_make_data(tmp_path / "empty", params, demo, tmp_path / "scratch")
     assert "generated into a temp dir" in source
     assert len(load_split(paths, "train")) == 4

@@ -15,9 +15,9 @@ REPO = Path(__file__).resolve().parents[1]
 def test_repo_params_parse_and_match_declared_keys():
     params = load_params(REPO / "params.yaml")
     assert isinstance(params, Params)
-    assert params.model.fusion in ("attention", "average")
+    assert params.model.fusion.type in ("attention", "average")
     assert params.train.iou_type in ("iou", "giou", "diou", "ciou")
-    assert params.model.corr_kernel >= 1
+    assert params.model.correlation.kernel >= 1
 
 
 def test_params_are_frozen():
@@ -30,9 +30,13 @@ def test_params_are_frozen():
     "raw, message",
     [
         ({"train": {"iou_type": "cio"}}, "train.iou_type: 'cio' is not one of iou, giou, diou, ciou"),
-        ({"model": {"fusion": "max"}}, "model.fusion: 'max' is not one of attention, average"),
-        ({"model": {"corr_kernel": 0}}, "model.corr_kernel: 0 is out of range, must be >= 1"),
-        ({"model": {"corr_kernel": 2.5}}, "model.corr_kernel: expected an integer"),
+        ({"model": {"fusion": {"type": "max"}}}, "model.fusion.type: 'max' is not one of attention, average"),
+        ({"model": {"fusion": "max"}}, "model.fusion: expected a mapping with type:"),
+        ({"model": {"correlation": {"kernel": 0}}}, "model.correlation.kernel: 0 is out of range, must be >= 1"),
+        ({"model": {"correlation": {"kernel": 2.5}}}, "model.correlation.kernel: expected an integer"),
+        ({"model": {"head": {"type": "joint", "gate": "and"}}}, "model.head.gate: unknown key"),
+        ({"model": {"similarities": {"texture": {}}}}, "model.similarities.texture.type: 'texture' is not one of"),
+        ({"model": {"backbone": {"lora": {"rank": -1}}}}, "model.backbone.lora.rank: -1 is out of range"),
         ({"train": {"lr": "fast"}}, "train.lr: expected a number"),
         ({"train": {"lr": 0}}, "train.lr: 0.0 is out of range, must be > 0.0"),
         ({"train": {"epochs": True}}, "train.epochs: expected an integer"),
@@ -44,7 +48,7 @@ def test_params_are_frozen():
         ({"model": {"levels": [3, 2]}}, "model.levels: [3, 2] must be strictly increasing"),
         ({"model": {"levels": []}}, "model.levels: must not be empty"),
         ({"model": {"search_size": [1024]}}, "model.search_size: expected 2 values"),
-        ({"model": {"pretrained": 1}}, "model.pretrained: 1 is not true/false or a string"),
+        ({"model": {"backbone": {"pretrained": 1}}}, "model.backbone.pretrained: 1 is not true/false or a string"),
         ({"train": {"lr": 1e-4, "min_lr": 1e-3}}, "train.min_lr"),
         ({"train": 5}, "train: expected a mapping"),
     ],
@@ -68,11 +72,12 @@ def test_load_params_names_the_file_and_line(tmp_path):
 
 
 def test_partial_sections_fill_defaults_and_flatten():
-    params = parse_params({"model": {"fusion": "average"}, "train": {"loss_weights": {"l1": 3}}})
-    assert params.model.fusion == "average"
-    assert params.model.corr_kernel == parse_params({}).model.corr_kernel
+    params = parse_params({"model": {"fusion": {"type": "average"}}, "train": {"loss_weights": {"l1": 3}}})
+    assert params.model.fusion.type == "average"
+    assert params.model.correlation.kernel == parse_params({}).model.correlation.kernel
     flat = to_flat_dict(params)
-    assert flat["model.fusion"] == "average"
+    assert flat["model.fusion.type"] == "average"
+    assert flat["model.similarities.colour.bins"] == 8
     assert flat["train.loss_weights.l1"] == 3.0
     assert flat["model.levels"] == list(params.model.levels)
 
@@ -116,3 +121,21 @@ def test_freeze_through_level_must_leave_a_level_to_train():
     assert parse_params({"train": {"freeze_through_level": 2}, "model": {"levels": [2, 3]}}).train.freeze_through_level == 2
     with pytest.raises(ConfigError, match="train.freeze_through_level: 4 is above the deepest of model.levels"):
         parse_params({"train": {"freeze_through_level": 4}, "model": {"levels": [2, 3]}})
+
+
+def test_params_yaml_is_the_code_defaults_written_out():
+    # one place decides a default: the dataclasses; params.yaml lists them, docs/params.md too (test_docs)
+    from pipeline.config import Params
+
+    assert load_params(Path(__file__).resolve().parents[1] / "params.yaml") == Params()
+
+
+def test_a_part_keeps_its_type_and_round_trips_through_to_raw():
+    from pipeline.config import to_raw
+
+    model = parse_params({"model": {"head": {"type": "joint", "search_features": False},
+                                    "similarities": {"colour": {"bins": 4}}}}).model
+    assert type(model.head).__name__ == "JointHeadConfig" and model.head.search_features is False
+    assert [s.type for s in model.similarities] == ["colour"]
+    assert parse_params({"model": to_raw(model)}).model == model
+    assert parse_params({"model": {"similarities": None}}).model.similarities == ()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -11,15 +10,16 @@ import pytest
 import torch
 
 from pipeline.cli import UserError
-from pipeline.config import ModelConfig
+from pipeline.config import to_raw
 from pipeline.data.manifest import read_manifest
 from pipeline.detector import build_detector
+from tests.models import model_config
 from pipeline.engine.amp import resolve_precision
 from pipeline.engine.checkpoint import save_checkpoint
 from pipeline.evaluate import main
 from tests.datasets import truncate
 
-TINY_MODEL = ModelConfig(fpn_channels=16, head_channels=16, corr_kernel=1, similarity_skip=False, search_size=(128, 96))
+TINY_MODEL = model_config(search_size=[128, 96])
 
 
 @pytest.fixture
@@ -36,7 +36,7 @@ def make_workdir(work: Path) -> Path:
     (work / "params.yaml").write_text("templates: {size: 32, workers: 1}\nevaluate: {gallery_frames: 2}\n")
     torch.manual_seed(0)
     model = build_detector(TINY_MODEL)
-    save_checkpoint(work / "models" / "best.pt", {"model": model.state_dict(), "model_config": dataclasses.asdict(TINY_MODEL),
+    save_checkpoint(work / "models" / "best.pt", {"model": model.state_dict(), "model_config": to_raw(TINY_MODEL),
                                                   "template_size": 32, "epoch": 0})
     return work
 

@@ -8,7 +8,6 @@ tests/inference/test_onnx.py): an export costs ~15 s on 2 CPU cores.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import io
 import json
 import shutil
@@ -21,8 +20,10 @@ import torch
 from PIL import Image
 
 from pipeline.cli import UserError
-from pipeline.config import DemoConfig, ModelConfig
-from pipeline.detector import build_detector, depthwise_xcorr
+from pipeline.config import DemoConfig, to_raw
+from pipeline.detector import build_detector
+from pipeline.detector.backbones.lora import merge_lora
+from pipeline.detector.similarity.correlation import depthwise_xcorr, shifted_xcorr
 from pipeline.detector.model import ReferenceDetector
 from pipeline.engine.checkpoint import save_checkpoint
 from pipeline.export import (
@@ -31,15 +32,17 @@ from pipeline.export import (
     parity_failures,
     raw_parity,
     scene_parity,
-    shifted_xcorr,
 )
 from pipeline.inference import Detector
 from pipeline.inference.onnx_model import DETECTOR_FILE, ENCODER_FILE, GraphInfo, OnnxDetectorModel
+from tests.models import model_config
+from tests.datasets import demo_config
 
 # Every optional path of the detector that lands in the graphs: a 3x3 correlation kernel,
 # prototype matching, the similarity skip.
-TINY_MODEL = ModelConfig(fpn_channels=16, head_channels=16, corr_kernel=3, similarity_skip=True, match_grid=4,
-                         match_top=4, box_prior=24.0, search_size=(128, 96))
+TINY_RAW = {"correlation": {"kernel": 3}, "similarities": {"prototypes": {"grid": 4, "top": 4}},
+            "head": {"type": "joint", "box_prior": 24.0, "similarity_skip": True}, "search_size": [128, 96]}
+TINY_MODEL = model_config(**TINY_RAW)
 T = 32
 
 
@@ -56,7 +59,7 @@ def write_scene(folder: Path, frames: int = 3) -> tuple[list[Path], list[Path]]:
     from pipeline.data.demo import render_sequence, render_templates
 
     folder.mkdir(parents=True, exist_ok=True)
-    cfg = DemoConfig(train_objects=1, val_objects=1, frames_per_sequence=frames, template_size=128, absent_fraction=0.0)
+    cfg = demo_config(train_objects=1, val_objects=1, frames_per_sequence=frames, template_size=128, absent_fraction=0.0)
     refs = []
     for k, photo in enumerate(render_templates(3, cfg, 0)):
         refs.append(folder / f"ref_{k}.png")
@@ -79,7 +82,7 @@ def tiny_export(root: Path) -> TinyExport:
     torch.manual_seed(0)
     base.mkdir(parents=True, exist_ok=True)
     save_checkpoint(ckpt, {"model": build_detector(TINY_MODEL).state_dict(),
-                           "model_config": dataclasses.asdict(TINY_MODEL), "template_size": T, "epoch": 0})
+                           "model_config": to_raw(TINY_MODEL), "template_size": T, "epoch": 0})
     refs, frames = write_scene(base / "scene")
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):
@@ -223,10 +226,16 @@ def test_clear_errors(tmp_path, exported):
 # Head and reference-encoding options that change the graphs: the factorized head (match head
 # on the similarity maps) alone and with colour similarity (an extra encoded tensor), and the plainest
 # model (1x1 kernel, no prototypes, no skip).
+FACTORIZED = {"type": "factorized", "box_prior": 24.0, "similarity_skip": True, "gate": "and"}
 VARIANTS = {
-    "factorized": dict(head="factorized"),
-    "factorized+colour": dict(head="factorized", colour_bins=8),
-    "plain": dict(corr_kernel=1, match_grid=0, similarity_skip=False, search_features=False),
+    "factorized": dict(head=FACTORIZED),
+    "factorized+colour": dict(head=FACTORIZED, similarities={"prototypes": {"grid": 4, "top": 4}, "colour": {"bins": 8}}),
+    "plain": dict(correlation={"kernel": 1}, similarities=None,
+                  head={"type": "joint", "box_prior": 24.0, "similarity_skip": False, "search_features": False}),
+    # a one-block DINOv2 ViT-S/14 with its simple pyramid, LoRA adapters merged before export
+    "vit+lora": dict(backbone={"type": "vit", "name": "vit_small_patch14_dinov2", "pretrained": False, "blocks": 1,
+                               "lora": {"rank": 2, "targets": ["qkv", "attn.proj"]}},
+                     neck={"type": "simple_pyramid", "channels": 16}, head=FACTORIZED),
 }
 
 
@@ -236,12 +245,18 @@ def test_export_parity_for_model_variants(tmp_path, variant):
     inputs (padded batch 3, batch 1 with one template) and on a real demo scene."""
     from pipeline.export import export_graphs, graph_info, random_parity
 
-    cfg = dataclasses.replace(TINY_MODEL, **VARIANTS[variant])
+    cfg = model_config(**(TINY_RAW | VARIANTS[variant]))
     torch.manual_seed(1)
     model = build_detector(cfg).eval()
+    if cfg.backbone.lora.rank:  # untrained adapters are zero: train them a step so merging matters
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if "lora_B" in name:
+                    p.normal_(0, 0.05)
+        assert merge_lora(model) > 0
     pt = Detector(model, T, cfg.search_size, score_threshold=0.0)
     info = graph_info(pt)
-    assert info.encoded == len(cfg.levels) + (1 if cfg.colour_bins else 0)
+    assert info.encoded == len(cfg.levels) + sum(s.type == "colour" for s in cfg.similarities)
     used = export_graphs(model, info, tmp_path, 18)
     assert {how["exporter"] for how in used.values()} == {"dynamo"}, used
     onnx_model = OnnxDetectorModel(tmp_path)

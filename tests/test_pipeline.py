@@ -81,7 +81,7 @@ def test_mlflow_server_lists_the_run_with_params_and_metrics(repo):
         assert len(runs) == 1
         params = {p["key"]: p["value"] for p in runs[0]["data"]["params"]}
         metrics = {m["key"] for m in runs[0]["data"]["metrics"]}
-        assert params["model.fusion"] == "attention" and params["train.iou_type"] == "giou"
+        assert params["model.fusion.type"] == "attention" and params["train.iou_type"] == "giou"
         assert {"train_loss", "val_AP50", "eval_AP50", "eval_success", "eval_ms_per_frame"} <= metrics
     finally:
         server.terminate()

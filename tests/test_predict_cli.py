@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import runpy
 import sys
 import warnings
@@ -15,8 +14,9 @@ import pytest
 import torch
 
 from pipeline.cli import UserError
-from pipeline.config import ModelConfig
+from pipeline.config import to_raw
 from pipeline.detector import build_detector
+from tests.models import model_config
 from pipeline.engine.checkpoint import save_checkpoint
 from pipeline.inference import Detector
 from pipeline.predict import main
@@ -28,9 +28,9 @@ FRAMES = {"a.jpg": (256, 192), "b.png": (128, 96), "c.jpg": (300, 140)}
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
     torch.manual_seed(0)
-    cfg = ModelConfig(fpn_channels=16, head_channels=16, search_size=(128, 96), box_prior=24.0)
+    cfg = model_config(search_size=[128, 96], head={"box_prior": 24.0})
     path = tmp_path_factory.mktemp("ckpt") / "best.pt"
-    save_checkpoint(path, {"model": build_detector(cfg).state_dict(), "model_config": dataclasses.asdict(cfg),
+    save_checkpoint(path, {"model": build_detector(cfg).state_dict(), "model_config": to_raw(cfg),
                            "template_size": 32, "epoch": 0})
     return path
 

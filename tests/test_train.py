@@ -54,7 +54,7 @@ def test_train_writes_outputs_and_an_mlflow_run(data_repo, tmp_path):
     got = mlflow.tracking.MlflowClient(run_info["tracking_uri"]).get_run(run_info["run_id"])
     assert got.info.run_name == "tiny-exp"
     assert got.data.params["train.iou_type"] == "giou"
-    assert got.data.params["model.fusion"] == "attention"
+    assert got.data.params["model.fusion.type"] == "attention"
     for key in ("train_loss", "train_focal", "train_l1", "train_iou", "train_lr", "val_AP50", "step_loss", "lr"):
         assert key in got.data.metrics, key
     assert got.data.tags["dvc_exp_name"] == "tiny-exp"

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -15,9 +14,10 @@ import torch
 import yaml
 
 from pipeline.cli import UserError
-from pipeline.config import ModelConfig, TemporalConfig
+from pipeline.config import TemporalConfig, to_raw
 from pipeline.data.formats.video import VideoFrames
 from pipeline.detector import build_detector
+from tests.models import model_config
 from pipeline.engine.checkpoint import save_checkpoint
 from pipeline.evaluate import main as evaluate_main
 from pipeline.inference import Detector
@@ -26,8 +26,7 @@ from pipeline.metrics.stiou import score_submission
 from pipeline.predict import main as predict_main
 from tests.datasets import make_video_dataset
 
-TINY_MODEL = ModelConfig(fpn_channels=16, head_channels=16, corr_kernel=1, similarity_skip=False,
-                         search_size=(128, 96), box_prior=24.0)
+TINY_MODEL = model_config(search_size=[128, 96], head={"box_prior": 24.0})
 # Everything fires (an untrained model scores low), so the ST-IoU depends on the boxes.
 TEMPORAL = {"on_threshold": 0.0, "off_threshold": 0.0, "min_on_frames": 2, "score_ema": 0.3, "box_ema": 0.5}
 
@@ -41,7 +40,7 @@ def workdir(tmp_path, monkeypatch) -> Path:
     (work / "params.yaml").write_text(yaml.safe_dump(params))
     torch.manual_seed(0)
     save_checkpoint(work / "models" / "best.pt", {"model": build_detector(TINY_MODEL).state_dict(),
-                                                  "model_config": dataclasses.asdict(TINY_MODEL),
+                                                  "model_config": to_raw(TINY_MODEL),
                                                   "template_size": 32, "epoch": 0})
     monkeypatch.chdir(work)
     return work

@@ -18,8 +18,9 @@ from pipeline.data.demo import (
     render_sequence,
     yolo_line,
 )
+from tests.datasets import demo_config
 
-SMALL = DemoConfig(
+SMALL = demo_config(
     train_objects=2,
     val_objects=1,
     sequences_per_object=2,
@@ -116,7 +117,7 @@ def test_files_match_renderer_and_absent_frames_are_empty(small: Path) -> None:
 
 
 def test_box_matches_drawn_target() -> None:
-    cfg = DemoConfig(train_objects=4, val_objects=1, frames_per_sequence=4, distractors=3)
+    cfg = demo_config(train_objects=4, val_objects=1, frames_per_sequence=4, distractors=3)
     checked = 0
     for o in range(4):
         with_target = render_sequence(0, cfg, o, 1)
@@ -145,8 +146,8 @@ def test_absent_frames_keep_the_distractors() -> None:
     # absent_frames uses its own random stream, so both configs share every other draw; an absent
     # frame must equal the present one rendered without its target, except where an occluder may
     # sit (around the target box).
-    always = DemoConfig(train_objects=3, val_objects=1, frames_per_sequence=3, absent_fraction=1.0)
-    never = DemoConfig(train_objects=3, val_objects=1, frames_per_sequence=3, absent_fraction=0.0)
+    always = demo_config(train_objects=3, val_objects=1, frames_per_sequence=3, absent_fraction=1.0)
+    never = demo_config(train_objects=3, val_objects=1, frames_per_sequence=3, absent_fraction=0.0)
     for o in range(3):
         absent = render_sequence(0, always, o, 0)
         present = render_sequence(0, never, o, 0, draw_target=False)
@@ -160,7 +161,7 @@ def test_absent_frames_keep_the_distractors() -> None:
 
 
 def test_absent_fraction_over_many_sequences() -> None:
-    cfg = DemoConfig(
+    cfg = demo_config(
         train_objects=30, val_objects=10, sequences_per_object=3, frames_per_sequence=7
     )
     counts = [len(absent_frames(5, cfg, o, s)) for o in range(40) for s in range(3)]
@@ -170,7 +171,7 @@ def test_absent_fraction_over_many_sequences() -> None:
 
 def test_too_many_frames_per_sequence(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="frames_per_sequence"):
-        generate_demo(tmp_path, DemoConfig(frames_per_sequence=1000), seed=0)
+        generate_demo(tmp_path, demo_config(frames_per_sequence=1000), seed=0)
 
 
 def test_val_frames_do_not_depend_on_the_number_of_training_objects(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ import pytest
 from pipeline.config import ConfigError, DemoConfig
 from pipeline.data.demo import generate_demo, lookalike, object_spec, render_sequence, render_templates
 from pipeline.data.real_sources import BACKGROUNDS, OBJECTS, OPENCV_DATA, TRAINING_PHOTOS, load_training_photos
+from tests.datasets import demo_config
 
 if not (OPENCV_DATA / "box.png").is_file():
     if os.environ.get("NEEDLE_REQUIRE_OPENCV_DOC"):
@@ -19,7 +20,7 @@ if not (OPENCV_DATA / "box.png").is_file():
     pytest.skip(f"OpenCV's sample photos are not installed ({OPENCV_DATA}): bash system-packages.sh",
                 allow_module_level=True)
 
-PLAIN = DemoConfig(train_objects=6, val_objects=1, frames_per_sequence=2, template_size=128, distractors=2)
+PLAIN = demo_config(train_objects=6, val_objects=1, frames_per_sequence=2, template_size=128, distractors=2)
 PHOTO = dataclasses.replace(PLAIN, photo_objects=1.0, photo_grounds=1.0, lookalikes=1.0)
 
 

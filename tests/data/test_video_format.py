@@ -20,6 +20,7 @@ from pipeline.data.manifest import has_target, read_manifest, template_list
 from pipeline.paths import Paths
 from pipeline.prepare import prepare
 from tests.datasets import (
+    demo_config,
     BOX,
     FRAME_SIZE,
     make_cpn_dataset,
@@ -223,7 +224,7 @@ def test_prepare_writes_frames_into_the_prepared_folder(tmp_path):
 
 
 def test_demo_video_layout_is_read_back_with_its_labels(tmp_path):
-    cfg = DemoConfig(train_objects=1, val_objects=1, sequences_per_object=2, frames_per_sequence=3,
+    cfg = demo_config(train_objects=1, val_objects=1, sequences_per_object=2, frames_per_sequence=3,
                      template_size=64, distractors=0, layout="video")
     generate_demo(tmp_path / "demo", cfg, seed=0, workers=1)
     for o, split in ((0, "val"), (1, "train")):

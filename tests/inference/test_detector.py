@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 
 import numpy as np
 import pytest
@@ -10,15 +9,16 @@ import torch
 from PIL import Image
 
 from pipeline.cli import UserError
-from pipeline.config import ModelConfig
+from pipeline.config import to_raw
 from pipeline.data.frames import resize, to_tensor_array
-from pipeline.detector import Backbone, ReferenceDetector
+from pipeline.detector import ReferenceDetector, build_detector
 from pipeline.detector.postprocess import postprocess
 from pipeline.engine.checkpoint import save_checkpoint
 from pipeline.engine.cpu import cpu_info
 from pipeline.inference import Detections, Detector
 from pipeline.inference.detector import _mirror
 from tests.datasets import truncate, write_image
+from tests.models import model_config
 
 SEARCH = (128, 96)  # width, height the model sees
 T = 32
@@ -28,8 +28,7 @@ T = 32
 def model() -> ReferenceDetector:
     torch.manual_seed(0)
     # box_prior 100 px: untrained boxes are large, so some cross the frame border (clamping)
-    return ReferenceDetector(Backbone("convnext_atto", (2, 3), False), fpn_channels=16, head_channels=16,
-                             box_prior_px=100.0).eval()
+    return build_detector(model_config(head={"box_prior": 100.0})).eval()
 
 
 def rgb(w: int, h: int, seed: int) -> np.ndarray:
@@ -156,12 +155,11 @@ def test_clear_errors(model, tmp_path):
 
 
 def test_from_checkpoint_rebuilds_model(tmp_path):
-    cfg = ModelConfig(fpn_channels=16, head_channels=16, search_size=(128, 96), box_prior=100.0,
-                      pretrained=str(tmp_path / "gone.safetensors"))  # must not be read again
+    cfg = model_config(search_size=[128, 96], head={"box_prior": 100.0})
     torch.manual_seed(1)
-    src = ReferenceDetector(Backbone("convnext_atto", (2, 3), False), fpn_channels=16, head_channels=16,
-                            box_prior_px=100.0, similarity_skip=cfg.similarity_skip).eval()
-    raw = {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}  # as YAML/JSON would
+    src = build_detector(cfg).eval()
+    raw = to_raw(cfg)  # as YAML/JSON would hold it
+    raw["backbone"]["pretrained"] = str(tmp_path / "gone.safetensors")  # must not be read again
     save_checkpoint(tmp_path / "best.pt", {"model": src.state_dict(), "model_config": raw, "template_size": T,
                                            "epoch": 3})
     det = Detector.from_checkpoint(tmp_path / "best.pt", device="cpu", score_threshold=0.0)
@@ -227,3 +225,30 @@ def test_inference_api_imports_no_training_code():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[2]).stdout
     assert out.strip() == "[]"
+
+
+def test_a_checkpoint_of_the_flat_model_layout_loads_and_predicts_the_same(tmp_path):
+    # older versions wrote model_config flat and named the neck fpn, the heads head / match_head
+    torch.manual_seed(2)
+    src = build_detector(model_config(search_size=[128, 96], head={"box_prior": 100.0})).eval()
+    flat = {"backbone": "convnext_atto", "pretrained": False, "levels": [2, 3], "fpn_channels": 16,
+            "fusion": "attention", "corr_kernel": 1, "corr_normalize": True, "head_channels": 16,
+            "search_features": True, "similarity_skip": False, "match_grid": 4, "match_top": 4, "box_prior": 100.0,
+            "colour_bins": 8, "head": "factorized", "match_gate": "and", "search_size": [128, 96]}
+    renames = (("neck.", "fpn."), ("head.dense.", "head."), ("head.match.", "match_head."))
+    old = {}
+    for key, value in src.state_dict().items():
+        for new, was in renames:
+            if key.startswith(new):
+                key = was + key[len(new):]
+                break
+        old[key] = value
+    assert "fpn.fpn.inner_blocks.0.0.weight" in old and "match_head.out.weight" in old
+    save_checkpoint(tmp_path / "flat.pt", {"model": old, "model_config": flat, "template_size": T})
+    det = Detector.from_checkpoint(tmp_path / "flat.pt", score_threshold=0.0)
+    ref = Detector(src, T, SEARCH, score_threshold=0.0)
+    for d in (det, ref):
+        d.set_templates(rgb(T, T, 1))
+    a, b = det.predict(rgb(*SEARCH, 9)), ref.predict(rgb(*SEARCH, 9))
+    np.testing.assert_allclose(a.boxes, b.boxes, atol=1e-5)
+    np.testing.assert_allclose(a.scores, b.scores, atol=1e-6)

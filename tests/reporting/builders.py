@@ -27,15 +27,15 @@ BASELINE_METRICS = {**MODEL_METRICS, "AP": 0.1, "AP50": 0.2, "AP75": 0.05, "prec
 
 # (params, eval metrics or None for a train run never evaluated)
 RUNS = [
-    ({"model.fusion": "attention", "model.corr_kernel": "3", "train.iou_type": "giou", "train.seed": "0"},
+    ({"model.fusion.type": "attention", "model.correlation.kernel": "3", "train.iou_type": "giou", "train.seed": "0"},
      {"AP": 0.40, "AP50": 0.70, "success": 0.60, "f1": 0.65, "mean_iou": 0.50, "ms_per_frame": 12.0}),
-    ({"model.fusion": "attention", "model.corr_kernel": "3", "train.iou_type": "giou", "train.seed": "1"},
+    ({"model.fusion.type": "attention", "model.correlation.kernel": "3", "train.iou_type": "giou", "train.seed": "1"},
      {"AP": 0.44, "AP50": 0.80, "success": 0.70, "f1": 0.75, "mean_iou": 0.60, "ms_per_frame": 14.0}),
-    ({"model.fusion": "average", "model.corr_kernel": "3", "train.iou_type": "giou", "train.seed": "0"},
+    ({"model.fusion.type": "average", "model.correlation.kernel": "3", "train.iou_type": "giou", "train.seed": "0"},
      {"AP": 0.30, "AP50": 0.50, "success": 0.40, "f1": 0.45, "mean_iou": 0.40, "ms_per_frame": 11.0}),
-    ({"model.fusion": "attention", "model.corr_kernel": "1", "train.iou_type": "ciou", "train.seed": "0"},
+    ({"model.fusion.type": "attention", "model.correlation.kernel": "1", "train.iou_type": "ciou", "train.seed": "0"},
      {"AP": 0.42, "AP50": 0.90, "success": 0.65, "f1": 0.70, "mean_iou": 0.55, "ms_per_frame": 13.0}),
-    ({"model.fusion": "average", "model.corr_kernel": "1", "train.iou_type": "giou", "train.seed": "0"}, None),
+    ({"model.fusion.type": "average", "model.correlation.kernel": "1", "train.iou_type": "giou", "train.seed": "0"}, None),
 ]
 
 
@@ -85,7 +85,7 @@ def make_report_root(root: Path, baseline: bool = True, train_curve: bool = True
     paths = Paths(root)
     root.mkdir(parents=True, exist_ok=True)
     paths.params.write_text(yaml.safe_dump({"report": {
-        "ablation_params": ["model.fusion", "model.corr_kernel", "train.iou_type"], "sort_by": sort_by}}))
+        "ablation_params": ["model.fusion.type", "model.correlation.kernel", "train.iou_type"], "sort_by": sort_by}}))
     write_scored(paths.evaluation, MODEL_METRICS)
     if baseline:
         write_scored(paths.baseline, BASELINE_METRICS, scale=0.5)

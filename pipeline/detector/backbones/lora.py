@@ -22,9 +22,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import peft
-from peft.tuners.lora import LoraLayer, LoraModel
-from peft.tuners.tuners_utils import check_target_module_exists
 from torch import Tensor, nn
 
 from pipeline.config import LoraConfig
@@ -34,7 +31,7 @@ __all__ = ["apply_lora", "apply_lora_config", "count_parameters", "lora_state_di
 #: Layer types this module lets peft adapt: the ones it can also merge back into plain layers.
 ADAPTABLE = (nn.Linear, nn.Conv2d)
 #: What peft's LoRA parameter names start with (``lora_A``, ``lora_B``, ``lora_magnitude_vector``).
-ADAPTER_PREFIX = LoraModel.prefix
+ADAPTER_PREFIX = "lora_"  # peft.tuners.lora.LoraModel.prefix
 
 
 def _is_adapter(name: str) -> bool:
@@ -42,7 +39,9 @@ def _is_adapter(name: str) -> bool:
     return any(part.startswith(ADAPTER_PREFIX) for part in name.split("."))
 
 
-def _lora_layers(module: nn.Module) -> list[tuple[str, LoraLayer]]:
+def _lora_layers(module: nn.Module) -> list[tuple[str, nn.Module]]:
+    from peft.tuners.lora import LoraLayer  # peft (and what it imports) loads only when LoRA is used
+
     return [(name, m) for name, m in module.named_modules() if isinstance(m, LoraLayer)]
 
 
@@ -97,6 +96,9 @@ def apply_lora(
     if _lora_layers(module):
         # A second inject would add another adapter named "default" on top of the first.
         raise ValueError(f"apply_lora: {type(module).__name__} already has LoRA adapters; merge_lora it first")
+
+    import peft
+    from peft.tuners.tuners_utils import check_target_module_exists
 
     config = peft.LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(targets))
     named = [(name, m) for name, m in module.named_modules() if name]

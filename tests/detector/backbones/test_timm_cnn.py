@@ -4,8 +4,8 @@ import pytest
 import timm
 import torch
 
-from pipeline.detector import Backbone, available_levels
-from pipeline.detector import backbone as backbone_mod
+from pipeline.detector.backbones import weights as weights_mod
+from pipeline.detector.backbones.timm_cnn import TimmBackbone, available_levels
 
 
 @pytest.mark.parametrize(
@@ -18,7 +18,7 @@ from pipeline.detector import backbone as backbone_mod
     ],
 )
 def test_levels_channels_strides(name, levels, channels):
-    bb = Backbone(name, levels)
+    bb = TimmBackbone(name, levels)
     assert bb.levels == levels
     assert bb.channels == channels
     assert bb.strides == [2**lvl for lvl in levels]
@@ -27,13 +27,13 @@ def test_levels_channels_strides(name, levels, channels):
 
 
 def test_truncated_after_last_level():
-    small, full = Backbone("convnext_atto", [2, 3]), Backbone("convnext_atto", [2, 3, 4, 5])
+    small, full = TimmBackbone("convnext_atto", [2, 3]), TimmBackbone("convnext_atto", [2, 3, 4, 5])
     assert sum(p.numel() for p in small.parameters()) < sum(p.numel() for p in full.parameters()) / 4
 
 
 def test_efficientnet_runs_no_block_after_the_last_level():
     # timm's EfficientNet feature model keeps all 7 block stages whatever out_indices asks for.
-    small = Backbone("tf_efficientnet_lite0", [2, 3])
+    small = TimmBackbone("tf_efficientnet_lite0", [2, 3])
     assert len(small.body.blocks) == 3  # stem, then blocks 0-2: strides 2, 4, 8
     full = timm.create_model("tf_efficientnet_lite0", features_only=True, out_indices=(1, 2))
     x = torch.rand(1, 3, 64, 96)
@@ -49,7 +49,7 @@ def test_efficientnet_runs_no_block_after_the_last_level():
 ])
 def test_freeze_through_a_level_keeps_weights_and_bn_statistics(name, level, layers):
     torch.manual_seed(0)
-    bb = Backbone(name, [2, 3])
+    bb = TimmBackbone(name, [2, 3])
     assert bb.freeze_through(level) == layers
     before = {k: v.clone() for k, v in bb.state_dict().items()}
     bb.train()
@@ -65,12 +65,12 @@ def test_freeze_through_a_level_keeps_weights_and_bn_statistics(name, level, lay
     assert all(torch.equal(before[k], after[k]) for k in frozen)  # weights and running stats alike
     assert any(not torch.equal(before[k], after[k]) for k in trained)
     # A frozen model's checkpoint loads into a plain one (inference never freezes).
-    Backbone(name, [2, 3]).load_state_dict(after, strict=True)
+    TimmBackbone(name, [2, 3]).load_state_dict(after, strict=True)
 
 
 def test_freeze_through_a_level_the_backbone_does_not_run():
     with pytest.raises(ValueError, match="has no layer of level 4"):
-        Backbone("convnext_atto", [2, 3]).freeze_through(4)
+        TimmBackbone("convnext_atto", [2, 3]).freeze_through(4)
 
 
 def test_available_levels():
@@ -80,33 +80,33 @@ def test_available_levels():
 
 def test_bad_level_names_level_and_available():
     with pytest.raises(ValueError, match=r"no level 1 \(stride 2\); available levels: \[2, 3, 4, 5\]"):
-        Backbone("convnext_atto", [1, 2])
+        TimmBackbone("convnext_atto", [1, 2])
 
 
 def test_levels_must_increase():
     with pytest.raises(ValueError, match="strictly increasing"):
-        Backbone("convnext_atto", [3, 2])
+        TimmBackbone("convnext_atto", [3, 2])
 
 
 def test_unknown_model():
     with pytest.raises(ValueError, match="not a timm model"):
-        Backbone("convnext_attoo_nope", [2])
+        TimmBackbone("convnext_attoo_nope", [2])
 
 
 def test_missing_weights_file(tmp_path):
     path = tmp_path / "nope.safetensors"
     with pytest.raises(FileNotFoundError, match=str(path)):
-        Backbone("convnext_atto", [2, 3], pretrained=str(path))
+        TimmBackbone("convnext_atto", [2, 3], pretrained=str(path))
 
 
 def test_unsupported_weights_suffix(tmp_path):
     path = tmp_path / "weights.txt"
     path.write_text("x")
     with pytest.raises(ValueError, match="unsupported suffix"):
-        Backbone("convnext_atto", [2, 3], pretrained=path)
+        TimmBackbone("convnext_atto", [2, 3], pretrained=path)
 
 
-def _assert_loaded(bb: Backbone, ref_sd: dict):
+def _assert_loaded(bb: TimmBackbone, ref_sd: dict):
     sd = bb.body.state_dict()
     assert sd, "empty backbone"
     for k, v in sd.items():
@@ -124,19 +124,19 @@ def test_local_weights_round_trip(tmp_path, suffix):
         save_file(sd, str(path))
     else:
         torch.save({"state_dict": sd}, path)
-    bb = Backbone("convnext_atto", [2, 3], pretrained=str(path))
+    bb = TimmBackbone("convnext_atto", [2, 3], pretrained=str(path))
     # features_only flattens module names: stem.0 -> stem_0, stages.0 -> stages_0
     flat = {k.replace("stem.", "stem_", 1).replace("stages.", "stages_", 1): v for k, v in sd.items()}
     _assert_loaded(bb, flat)
-    rand = Backbone("convnext_atto", [2, 3])
+    rand = TimmBackbone("convnext_atto", [2, 3])
     assert not torch.equal(rand.body.stem_0.weight, bb.body.stem_0.weight)
 
 
 def test_backbone_checkpoint_round_trip(tmp_path):
-    src = Backbone("resnet18", [3, 4])
+    src = TimmBackbone("resnet18", [3, 4])
     path = tmp_path / "bb.pth"
     torch.save({f"backbone.body.{k}": v for k, v in src.body.state_dict().items()} | {"head.w": torch.zeros(1)}, path)
-    bb = Backbone("resnet18", [3, 4], pretrained=path)
+    bb = TimmBackbone("resnet18", [3, 4], pretrained=path)
     _assert_loaded(bb, src.body.state_dict())
 
 
@@ -144,7 +144,7 @@ def test_other_classifier_size_loads(tmp_path):
     ref = timm.create_model("resnet18", pretrained=False, num_classes=7)
     path = tmp_path / "finetuned.pth"
     torch.save(ref.state_dict(), path)
-    bb = Backbone("resnet18", [2, 3], pretrained=path)
+    bb = TimmBackbone("resnet18", [2, 3], pretrained=path)
     _assert_loaded(bb, ref.state_dict())
 
 
@@ -152,7 +152,7 @@ def test_wrong_weights_file(tmp_path):
     path = tmp_path / "other.pth"
     torch.save(timm.create_model("resnet18", pretrained=False).state_dict(), path)
     with pytest.raises(ValueError, match="does not fit backbone 'convnext_atto'"):
-        Backbone("convnext_atto", [2, 3], pretrained=path)
+        TimmBackbone("convnext_atto", [2, 3], pretrained=path)
 
 
 def test_hub_offline_fails_fast(monkeypatch):
@@ -160,7 +160,7 @@ def test_hub_offline_fails_fast(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     t0 = time.monotonic()
     with pytest.raises(RuntimeError, match="set model.pretrained to that file's path"):
-        Backbone("convnext_atto", [2, 3], pretrained=True)
+        TimmBackbone("convnext_atto", [2, 3], pretrained=True)
     assert time.monotonic() - t0 < 10
 
 
@@ -173,9 +173,9 @@ def test_hub_unreachable_fails_fast(monkeypatch):
     def refuse(*a, **k):
         raise OSError("Name or service not known")
 
-    monkeypatch.setattr(backbone_mod.socket, "create_connection", refuse)
+    monkeypatch.setattr(weights_mod.socket, "create_connection", refuse)
     with pytest.raises(RuntimeError, match="unreachable"):
-        Backbone("convnext_atto", [2, 3], pretrained=True)
+        TimmBackbone("convnext_atto", [2, 3], pretrained=True)
 
 
 def test_hub_cache_is_used(monkeypatch, tmp_path):
@@ -185,6 +185,6 @@ def test_hub_cache_is_used(monkeypatch, tmp_path):
     path = tmp_path / "model.safetensors"
     save_file({k: v.contiguous() for k, v in ref.state_dict().items()}, str(path))
     monkeypatch.setattr("huggingface_hub.try_to_load_from_cache", lambda *a, **k: str(path))
-    monkeypatch.setattr(backbone_mod.socket, "create_connection", None)  # must not touch the network
-    bb = Backbone("convnext_atto", [2], pretrained=True)
+    monkeypatch.setattr(weights_mod.socket, "create_connection", None)  # must not touch the network
+    bb = TimmBackbone("convnext_atto", [2], pretrained=True)
     assert torch.equal(bb.body.stem_0.weight, ref.stem[0].weight)
