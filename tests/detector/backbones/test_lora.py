@@ -5,13 +5,15 @@ import timm
 import torch
 from torch import Tensor, nn
 
-from pipeline.detector import Backbone
+from pipeline.config import LoraConfig
 from pipeline.detector.backbones.lora import (
     apply_lora,
+    apply_lora_config,
     count_parameters,
     lora_state_dict,
     merge_lora,
 )
+from pipeline.detector.backbones.timm_cnn import TimmBackbone
 
 LORA = {"rank": 4, "alpha": 8.0, "dropout": 0.0}
 VIT_TARGETS = ("qkv", "attn.proj", "mlp.fc1", "mlp.fc2")
@@ -174,10 +176,10 @@ def test_autocast_bf16_on_cpu():
 
 
 def test_backbone_keeps_its_attributes():
-    bb = Backbone("convnext_atto", [2, 3])
+    bb = TimmBackbone("convnext_atto", [2, 3])
     names = apply_lora(bb, rank=4, alpha=8.0, dropout=0.0, target_modules=["mlp.fc1", "mlp.fc2"])  # 1x1 convs here
     assert len(names) == 2 * (2 + 2)  # two blocks in each of the two stages run
-    assert isinstance(bb, Backbone) and bb.channels == [40, 80]
+    assert isinstance(bb, TimmBackbone) and bb.channels == [40, 80]
     feats = bb(torch.rand(1, 3, 64, 64))
     assert [tuple(f.shape) for f in feats] == [(1, 40, 16, 16), (1, 80, 8, 8)]
 
@@ -219,3 +221,17 @@ def test_applying_twice_is_refused():
     apply_lora(model, target_modules=["qkv"], **LORA)
     with pytest.raises(ValueError, match="already has LoRA adapters"):
         apply_lora(model, target_modules=["mlp.fc1"], **LORA)
+
+
+def test_config_rank_0_adds_nothing():
+    model = tiny_vit()
+    assert apply_lora_config(model, LoraConfig()) == []
+    assert all(p.requires_grad for p in model.parameters())
+
+
+def test_config_rank_adapts_its_targets():
+    model = tiny_vit()
+    names = apply_lora_config(model, LoraConfig(rank=2, alpha=4.0, targets=("qkv",)))
+    assert names == ["blocks.0.attn.qkv", "blocks.1.attn.qkv"]
+    assert model.blocks[0].attn.qkv.r["default"] == 2 and model.blocks[0].attn.qkv.scaling["default"] == 2.0
+    assert all(("lora_" in n) == p.requires_grad for n, p in model.named_parameters())

@@ -188,3 +188,20 @@ def test_hub_cache_is_used(monkeypatch, tmp_path):
     monkeypatch.setattr(weights_mod.socket, "create_connection", None)  # must not touch the network
     bb = TimmBackbone("convnext_atto", [2], pretrained=True)
     assert torch.equal(bb.body.stem_0.weight, ref.stem[0].weight)
+
+
+def test_built_from_config_with_lora():
+    from pipeline.config import parse_params
+    from pipeline.detector.backbones.timm_cnn import TimmBackboneConfig
+    from pipeline.detector.registry import BACKBONES
+
+    raw = {"name": "convnext_atto", "pretrained": False, "lora": {"rank": 2, "targets": ["mlp.fc1"]}}
+    cfg = parse_params({"model": {"backbone": raw}}).model.backbone
+    assert isinstance(cfg, TimmBackboneConfig) and cfg.type == "timm" and cfg.lora.targets == ("mlp.fc1",)
+    bb = BACKBONES.build(cfg, levels=[2, 3])
+    assert isinstance(bb, TimmBackbone) and (bb.levels, bb.channels) == ([2, 3], [40, 80])
+    trainable = [n for n, p in bb.named_parameters() if p.requires_grad]
+    assert len(trainable) == 2 * 4 and all(".lora_" in n and ".mlp.fc1." in n for n in trainable)
+    plain = BACKBONES.build(parse_params({"model": {"backbone": {**raw, "lora": {"rank": 0}}}}).model.backbone,
+                            levels=[2, 3])
+    assert all(p.requires_grad for p in plain.parameters())

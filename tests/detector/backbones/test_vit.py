@@ -5,7 +5,7 @@ import timm
 import torch
 import torch.nn.functional as F
 
-from pipeline.detector.backbones import vit as vit_mod
+from pipeline.detector.backbones import weights as weights_mod
 from pipeline.detector.backbones.vit import ViTBackbone
 from pipeline.detector.necks.simple_pyramid import SimplePyramid
 
@@ -164,7 +164,7 @@ def test_weights_package_is_refused():
 def test_hub_offline_fails_fast(monkeypatch):
     monkeypatch.setattr("huggingface_hub.try_to_load_from_cache", lambda *a, **k: None)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(vit_mod.socket, "create_connection", None)  # must not touch the network
+    monkeypatch.setattr(weights_mod.socket, "create_connection", None)  # must not touch the network
     t0 = time.monotonic()
     with pytest.raises(RuntimeError, match="set model.pretrained to that file's path"):
         _vit(DINO, pretrained=True)
@@ -179,7 +179,7 @@ def test_hub_unreachable_fails_fast(monkeypatch):
     def refuse(*a, **k):
         raise OSError("Name or service not known")
 
-    monkeypatch.setattr(vit_mod.socket, "create_connection", refuse)
+    monkeypatch.setattr(weights_mod.socket, "create_connection", refuse)
     with pytest.raises(RuntimeError, match="unreachable"):
         _vit(VIT16, pretrained=True)
 
@@ -191,7 +191,7 @@ def test_hub_cache_is_used(monkeypatch, tmp_path):
     path = tmp_path / "model.safetensors"
     save_file({k: v.contiguous() for k, v in ref.state_dict().items()}, str(path))
     monkeypatch.setattr("huggingface_hub.try_to_load_from_cache", lambda *a, **k: str(path))
-    monkeypatch.setattr(vit_mod.socket, "create_connection", None)
+    monkeypatch.setattr(weights_mod.socket, "create_connection", None)
     bb = _vit(DINO, pretrained=True)
     assert torch.equal(bb.body.patch_embed.proj.weight, ref.patch_embed.proj.weight)
 
@@ -202,3 +202,13 @@ def test_vit_to_simple_pyramid():
     out = neck(bb(torch.rand(2, 3, 128, 96)))
     assert neck.strides == [4, 8]
     assert [tuple(o.shape) for o in out] == [(2, 16, 32, 24), (2, 16, 16, 12)]
+
+
+def test_keep_blocks():
+    bb = _vit(DINO_REG)
+    x = torch.rand(1, 3, 32, 32)
+    bb.keep_blocks(1)
+    assert len(bb.body.blocks) == 1 and bb(x)[0].shape == (1, 48, 2, 2)
+    for count in (0, 2):
+        with pytest.raises(ValueError, match=f"has 1 blocks, cannot keep {count}"):
+            bb.keep_blocks(count)

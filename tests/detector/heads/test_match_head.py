@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from pipeline.detector.match_head import MatchHead, and_logits
+from pipeline.detector.heads.match_head import MatchHead, and_logits
 
 
 @pytest.mark.parametrize("scale", [1.0, 10.0, 40.0])

@@ -2,7 +2,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pipeline.detector.colour import chroma_votes, colour_similarity, template_histogram
+from pipeline.config import parse_params
+from pipeline.detector.registry import SIMILARITIES
+from pipeline.detector.similarity.colour import (
+    ColourConfig,
+    ColourSimilarity,
+    chroma_votes,
+    colour_similarity,
+    template_histogram,
+)
 
 
 def solid(rgb, h=8, w=8):
@@ -64,3 +72,27 @@ def test_colour_similarity_equals_two_d_average_pooling_of_the_votes(size, strid
         expected.append((local.sqrt() * reference.sqrt()[:, :, None, None]).sum(1))
     got = colour_similarity(frame, reference, stride, windows)
     torch.testing.assert_close(got, torch.stack(expected, 1), atol=1e-6, rtol=0)
+
+
+def test_module_encodes_the_histogram_and_pads_to_the_feature_grid():
+    m = ColourSimilarity(bins=4, stride=4)
+    assert (m.channels, m.encodes, m.windows) == (3, True, (8, 16, 32))
+    templates = torch.rand(2, 3, 3, 16, 16)
+    mask = torch.tensor([[True, True, False], [True, False, False]])
+    encoded = m.encode(templates, mask)
+    assert encoded.shape == (2, 16, 1, 1)
+    torch.testing.assert_close(encoded[..., 0, 0], template_histogram(templates, mask, 4))
+    search = torch.rand(2, 3, 30, 42)  # 8 x 11 cells; the padded input's features are 8 x 12
+    out = m(search, [torch.rand(2, 8, 8, 12)], [], encoded, torch.ones(1))
+    assert out.shape == (2, 3, 8, 12)
+    torch.testing.assert_close(out[..., :11], colour_similarity(search, encoded.flatten(1), 4, m.windows, 4))
+    assert out[..., 11:].eq(0).all()
+
+
+def test_built_from_config():
+    cfg = parse_params({"model": {"similarities": {"colour": {"bins": 6}}}}).model.similarities
+    assert cfg == (ColourConfig(type="colour", bins=6),)
+    m = SIMILARITIES.build(cfg[0], stride=8)
+    assert isinstance(m, ColourSimilarity) and (m.bins, m.stride) == (6, 8)
+    with pytest.raises(ValueError, match="bins must be >= 1"):
+        ColourSimilarity(0, 4)

@@ -2,7 +2,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pipeline.detector import Correlation, depthwise_xcorr
+from pipeline.config import parse_params
+from pipeline.detector.registry import CORRELATIONS
+from pipeline.detector.similarity import correlation as correlation_mod
+from pipeline.detector.similarity.correlation import Correlation, CorrelationConfig, depthwise_xcorr, shifted_xcorr
 
 
 def slow_xcorr(search, kernel):
@@ -19,9 +22,10 @@ def slow_xcorr(search, kernel):
 
 
 @pytest.mark.parametrize("k", [1, 2, 3, 4])
-def test_matches_slow_loop(k):
+@pytest.mark.parametrize("xcorr", [depthwise_xcorr, shifted_xcorr])
+def test_matches_slow_loop(k, xcorr):
     search, kernel = torch.randn(2, 3, 6, 7, dtype=torch.float64), torch.randn(2, 3, k, k, dtype=torch.float64)
-    out = depthwise_xcorr(search, kernel)
+    out = xcorr(search, kernel)
     assert out.shape == search.shape
     torch.testing.assert_close(out, slow_xcorr(search, kernel))
 
@@ -61,3 +65,30 @@ def test_normalized_channel_mean_is_cosine():
     # scale-invariant and bounded
     torch.testing.assert_close(corr(search * 100, template * 0.01), corr(search, template))
     assert corr(search, template).mean(1).abs().max() <= 1 + 1e-6
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_shifted_form_while_exporting(monkeypatch, k):
+    # the grouped conv bakes the batch into the graph; exporting must take the shifted sum
+    corr = Correlation(k, normalize=True)
+    search, template = torch.randn(2, 8, 6, 7), torch.randn(2, 8, 4, 4)
+    want = corr(search, template)
+
+    def no_grouped_conv(*args):
+        raise AssertionError("depthwise_xcorr used while exporting")
+
+    monkeypatch.setattr(correlation_mod, "exporting", lambda: True)
+    monkeypatch.setattr(correlation_mod, "depthwise_xcorr", no_grouped_conv)
+    torch.testing.assert_close(corr(search, template), want)
+
+
+def test_bad_kernel_size():
+    with pytest.raises(ValueError, match="kernel_size must be >= 1"):
+        Correlation(0, normalize=True)
+
+
+def test_built_from_config():
+    cfg = parse_params({"model": {"correlation": {"kernel": 5, "normalize": False}}}).model.correlation
+    assert cfg == CorrelationConfig(type="depthwise", kernel=5, normalize=False)
+    corr = CORRELATIONS.build(cfg)
+    assert isinstance(corr, Correlation) and (corr.kernel_size, corr.normalize) == (5, False)
