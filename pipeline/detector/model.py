@@ -130,12 +130,15 @@ class ReferenceDetector(nn.Module):
             encoded.append(t)
         fused, extra = encoded[:levels], iter(encoded[levels:])
         level_weights = self.level_logits.softmax(0)
+        # Correlations before similarities: the order in which autograd sums a shared input's
+        # gradients, which decides how bf16 training rounds them.
+        correlations = [self.correlation(f, t) for f, t in zip(feats, fused)]
         maps = []
         for similarity in self.similarities:
             state = next(extra) if similarity in extras else None
             maps.append(similarity(search, feats, fused, state, level_weights).to(feats[0].dtype))
-        inputs = HeadInputs(features=feats, correlations=[self.correlation(f, t) for f, t in zip(feats, fused)],
-                            similarities=maps, level_weights=level_weights, image_size=tuple(search.shape[-2:]))
+        inputs = HeadInputs(features=feats, correlations=correlations, similarities=maps,
+                            level_weights=level_weights, image_size=tuple(search.shape[-2:]))
         return self.head(inputs)
 
     def decode(self, outputs: dict[str, Any], score_threshold: float, nms_iou: float,

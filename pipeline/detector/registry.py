@@ -55,14 +55,15 @@ class Registry:
         return add
 
     def names(self) -> tuple[str, ...]:
+        """The registered names, sorted: whichever part module was imported first, the same order."""
         load_parts()
-        return tuple(self._entries)
+        return tuple(sorted(self._entries))
 
     def get(self, name: str) -> Entry:
         """The entry of ``name``; a ``KeyError`` listing the registered names otherwise."""
         load_parts()
         if name not in self._entries:
-            raise KeyError(f"{name!r} is not a registered {self.kind} (one of {', '.join(self._entries)})")
+            raise KeyError(f"{name!r} is not a registered {self.kind} (one of {', '.join(self.names())})")
         return self._entries[name]
 
     def build(self, cfg: Any, **wiring: Any) -> Any:
