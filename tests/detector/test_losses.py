@@ -9,7 +9,13 @@ from torchvision.ops import (
 )
 
 from pipeline.config import LossWeights
-from pipeline.detector import DetectionCriterion, box_iou_pairwise, decode_boxes, iou_loss, weighted_total
+from pipeline.detector import (
+    DetectionCriterion,
+    box_iou_pairwise,
+    iou_loss,
+    weighted_total,
+)
+from pipeline.detector.heads.dense import decode_boxes
 
 NAN = float("nan")
 

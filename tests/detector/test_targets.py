@@ -1,6 +1,6 @@
 import torch
 
-from pipeline.detector import build_targets
+from pipeline.detector.targets import build_targets
 
 NAN = float("nan")
 

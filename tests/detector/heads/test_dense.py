@@ -2,7 +2,13 @@ import math
 
 import torch
 
-from pipeline.detector.heads.dense import PRIOR_PROB, DetectionHead, cell_centers, decode_boxes, ltrb_from_raw
+from pipeline.detector.heads.dense import (
+    PRIOR_PROB,
+    DetectionHead,
+    cell_centers,
+    decode_boxes,
+    ltrb_from_raw,
+)
 
 
 def test_objectness_prior():

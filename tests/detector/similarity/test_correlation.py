@@ -5,7 +5,12 @@ import torch.nn.functional as F
 from pipeline.config import parse_params
 from pipeline.detector.registry import CORRELATIONS
 from pipeline.detector.similarity import correlation as correlation_mod
-from pipeline.detector.similarity.correlation import Correlation, CorrelationConfig, depthwise_xcorr, shifted_xcorr
+from pipeline.detector.similarity.correlation import (
+    Correlation,
+    CorrelationConfig,
+    depthwise_xcorr,
+    shifted_xcorr,
+)
 
 
 def slow_xcorr(search, kernel):

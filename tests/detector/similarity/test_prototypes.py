@@ -4,7 +4,11 @@ import torch.nn.functional as F
 
 from pipeline.config import parse_params
 from pipeline.detector.registry import SIMILARITIES
-from pipeline.detector.similarity.prototypes import PrototypeMatching, PrototypesConfig, prototype_similarity
+from pipeline.detector.similarity.prototypes import (
+    PrototypeMatching,
+    PrototypesConfig,
+    prototype_similarity,
+)
 
 
 def test_golden_values_for_one_hot_features():
