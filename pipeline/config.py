@@ -27,6 +27,9 @@ class ConfigError(ValueError):
 #: :func:`pipeline.engine.amp.resolve_precision`).
 AmpMode = Literal["auto", "fp16", "bf16", "off"]
 
+#: Box losses of the IoU family (``train.iou_type``; :func:`pipeline.detector.losses.iou_loss`).
+IouType = Literal["iou", "giou", "diou", "ciou"]
+
 
 class _Yaml12Loader(yaml.SafeLoader):
     """Safe YAML loader with YAML 1.2 booleans: only ``true``/``false`` are booleans.
@@ -186,7 +189,7 @@ class TrainConfig:
     pos_radius: int = field(default=1, metadata=bounds(0))
     focal_alpha: float = field(default=0.25, metadata=bounds(0.0, 1.0))
     focal_gamma: float = field(default=2.0, metadata=bounds(0.0))
-    iou_type: Literal["iou", "giou", "diou", "ciou"] = "giou"
+    iou_type: IouType = "giou"
     loss_weights: LossWeights = field(default_factory=LossWeights)
     val_every: int = field(default=2, metadata=bounds(1))
     val_realset: bool = False  # also score the real-photo check set at each validation (monitoring only)

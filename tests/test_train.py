@@ -155,3 +155,32 @@ def test_val_realset_watches_the_check_set_without_choosing_on_it(data_repo, tmp
     best = json.loads((root / "reports/train_metrics.json").read_text())["best"]
     assert best["epoch"] == int(curve.loc[curve["val_AP50"].idxmax(), "epoch"])  # chosen on the demo val split
     assert not list((root / "data").glob("*scratch*")) and (root / "data/realset").is_dir()
+
+
+def test_a_vit_with_lora_trains_evaluates_reloads_and_exports(data_repo, tmp_path):
+    # a one-block DINOv2 ViT-S/14 (random init: no downloads), simple pyramid, LoRA on its attention
+    from pipeline.inference import Detector
+
+    root = _copy(data_repo, tmp_path)
+    set_params(root, {"model": {"backbone": {"type": "vit", "name": "vit_small_patch14_dinov2", "pretrained": False,
+                                             "blocks": 1, "lora": {"rank": 2}},
+                                "neck": {"type": "simple_pyramid"}},
+                      "train": {"freeze_through_level": 0, "epochs": 1}, "realset": {"enabled": False}})
+    _train(root)
+    run([sys.executable, "-m", "pipeline.evaluate"], root)
+    assert "AP50" in json.loads((root / "reports/evaluate/metrics.json").read_text())
+    last = _state(root / "models/last.pt")
+    assert any("lora_A" in k for k in last["model"]) and last["model_config"]["backbone"]["type"] == "vit"
+    trained = {n for group in last["optimizer"]["param_groups"] for n in group["params"]}
+    assert len(trained) < len(last["model"])  # the ViT's base weights were never in the optimiser
+    run([sys.executable, "-m", "pipeline.export", "--checkpoint", "models/best.pt", "--out", "models/onnx",
+         "--repeats", "0"], root)
+    torch_det = Detector.from_checkpoint(root / "models/best.pt", score_threshold=0.0)
+    onnx_det = Detector.from_onnx(root / "models/onnx", score_threshold=0.0)
+    refs = sorted((root / "data/templates").rglob("*.jpg"))[:3]
+    frame = next((root / "data/prepared").rglob("*.jpg"))
+    for det in (torch_det, onnx_det):
+        det.set_templates(refs)
+    a, b = torch_det.predict(frame), onnx_det.predict(frame)
+    assert len(a.boxes) and a.boxes.shape == b.boxes.shape
+    assert abs(a.scores - b.scores).max() < 1e-3

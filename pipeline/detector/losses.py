@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import torch
 from torch import Tensor, nn
@@ -15,11 +15,13 @@ from torchvision.ops import (
     sigmoid_focal_loss,
 )
 
+from pipeline.config import IouType
+
 from .targets import build_targets, target_present
 
 __all__ = ["IOU_TYPES", "box_iou_pairwise", "iou_loss", "DetectionCriterion", "weighted_total"]
 
-IOU_TYPES = ("iou", "giou", "diou", "ciou")
+IOU_TYPES: tuple[str, ...] = get_args(IouType)
 _EPS = 1e-7
 
 
@@ -37,7 +39,7 @@ def box_iou_pairwise(a: Tensor, b: Tensor, eps: float = _EPS) -> Tensor:
 def iou_loss(
     pred: Tensor,
     target: Tensor,
-    iou_type: Literal["iou", "giou", "diou", "ciou"] = "giou",
+    iou_type: IouType = "giou",
     reduction: Literal["none", "mean", "sum"] = "none",
 ) -> Tensor:
     """IoU-family loss of ``[N, 4]`` ``xyxy`` boxes, element-wise (``pred[i]`` vs ``target[i]``).
@@ -89,7 +91,7 @@ class DetectionCriterion(nn.Module):
 
     def __init__(
         self,
-        iou_type: Literal["iou", "giou", "diou", "ciou"] = "giou",
+        iou_type: IouType = "giou",
         focal_alpha: float = 0.25,
         focal_gamma: float = 2.0,
         pos_radius: int = 1,

@@ -145,6 +145,10 @@ class Detector:
             model.load_state_dict(weights)
         except RuntimeError as exc:
             raise UserError(f"{path}: weights do not fit the stored model config ({exc})") from None
+        if cfg.backbone.lora.rank:  # adapters folded into plain layers: same outputs, no peft at run time
+            from pipeline.detector.backbones.lora import merge_lora
+
+            merge_lora(model)
         size = cfg.search_size if search_size is None else search_size
         # How references were padded, when the checkpoint records it (else Detector's default).
         for key in ("template_pad", "template_pad_value"):
