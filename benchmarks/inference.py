@@ -98,6 +98,10 @@ class EagerModel:
         with torch.inference_mode(), self.precision.autocast():
             return self.model.detect(search, templates_encoded)
 
+    def decode(self, outputs: dict[str, Any], score_threshold: float, nms_iou: float, max_detections: int) -> Any:
+        with torch.inference_mode():
+            return self.model.decode(outputs, score_threshold, nms_iou, max_detections)
+
 
 def onnx_model(model: ReferenceDetector, case: InferenceCase, folder: Path, device: torch.device) -> DetectorModel | str:
     """The model exported by ``pipeline.export`` into ``folder`` and loaded in ONNX Runtime (CUDA

@@ -32,6 +32,7 @@ from pipeline.engine.amp import Precision
 from pipeline.paths import Paths
 from pipeline.prepare import prepare
 from pipeline.resize_templates import resize_templates
+from benchmarks.train_step import with_model
 from tests.datasets import demo_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,7 +46,7 @@ def tiny_params() -> Params:
     p = load_params(REPO / "params.yaml")
     return dataclasses.replace(
         p,
-        model=dataclasses.replace(p.model, fpn_channels=16, head_channels=16, search_size=(96, 64)),
+        model=with_model(p, neck={"channels": 16}, head={"channels": 16}, search_size=[96, 64]),
         templates=dataclasses.replace(p.templates, size=32, workers=1),
         train=dataclasses.replace(p.train, batch_size=2, crop_size=64, workers=1),
     )

@@ -24,6 +24,10 @@ TINY_DEMO = {
     "frames_per_sequence": 2,
     "template_size": 64,
     "distractors": 0,
+    "val_frames_per_sequence": 0,  # as many as training's
+    "photo_objects": 0.0,  # procedural: the photo textures have tests of their own
+    "photo_grounds": 0.0,
+    "lookalikes": 0.0,
 }
 
 

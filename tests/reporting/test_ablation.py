@@ -8,7 +8,7 @@ import pytest
 from pipeline.reporting.ablation import ablation_table, fetch_runs, load_ablation, local_store_path
 from tests.reporting.builders import copy_store
 
-PARAMS = ("model.fusion", "model.corr_kernel", "train.iou_type")
+PARAMS = ("model.fusion.type", "model.correlation.kernel", "train.iou_type")
 
 
 @pytest.fixture
@@ -19,7 +19,7 @@ def store(tmp_path):
 def test_fetch_runs_reads_params_and_eval_metrics(store):
     runs = fetch_runs(store)
     assert len(runs) == 5
-    assert set(runs["params.model.fusion"]) == {"attention", "average"}
+    assert set(runs["params.model.fusion.type"]) == {"attention", "average"}
     assert runs["metrics.eval_AP50"].notna().sum() == 4
 
 
@@ -42,17 +42,17 @@ def test_sort_metric_not_shown_is_added_first(store):
     table = ablation_table(fetch_runs(store), PARAMS, "AP")
     assert table.metrics[0] == "AP"
     assert table.frame["AP"].round(6).tolist() == [0.42, 0.42, 0.30]  # tie (0.42 both) broken by param values
-    assert table.frame["model.corr_kernel"].tolist() == ["1", "3", "3"]
+    assert table.frame["model.correlation.kernel"].tolist() == ["1", "3", "3"]
 
 
 def test_ties_sorted_by_param_values_numbers_by_value():
     runs = pd.DataFrame({
-        "run_id": ["a", "b", "c"], "params.model.corr_kernel": ["9", "10", None],
+        "run_id": ["a", "b", "c"], "params.model.correlation.kernel": ["9", "10", None],
         "metrics.eval_AP50": [0.5, 0.5, 0.5],
     })
-    table = ablation_table(runs, ("model.corr_kernel", "model.fusion"), "AP50")
-    assert table.frame["model.corr_kernel"].tolist() == ["9", "10", "n/a"]
-    assert table.frame["model.fusion"].tolist() == ["n/a"] * 3  # param never logged
+    table = ablation_table(runs, ("model.correlation.kernel", "model.fusion.type"), "AP50")
+    assert table.frame["model.correlation.kernel"].tolist() == ["9", "10", "n/a"]
+    assert table.frame["model.fusion.type"].tolist() == ["n/a"] * 3  # param never logged
     assert table.frame["seeds"].tolist() == ["n/a"] * 3
 
 
@@ -86,7 +86,7 @@ def test_local_store_paths():
 
 def _seed_runs(settings: dict[str, list[float]]) -> pd.DataFrame:
     """One run per (fusion value, seed) with the given eval_AP50 per seed."""
-    rows = [{"run_id": f"{name}-{seed}", "params.model.fusion": name, "params.train.seed": str(seed),
+    rows = [{"run_id": f"{name}-{seed}", "params.model.fusion.type": name, "params.train.seed": str(seed),
              "metrics.eval_AP50": value} for name, values in settings.items() for seed, value in enumerate(values)]
     return pd.DataFrame(rows)
 
@@ -99,7 +99,7 @@ def test_differences_beyond_the_seed_spread_are_marked_against_the_best_row():
         "edge": [0.76, 0.76],        # 0.05 below, std 0: beyond 0.0141 + 0
         "once": [0.20],              # a single seed: no spread to compare with
     })
-    frame = ablation_table(runs, ("model.fusion",), "AP50").frame.set_index("model.fusion")
+    frame = ablation_table(runs, ("model.fusion.type",), "AP50").frame.set_index("model.fusion.type")
     assert list(frame.index) == ["best", "close", "edge", "far", "once"]
     assert frame.loc["far", "vs_best"] == pytest.approx(-0.30)
     assert frame["beyond_spread"].to_dict() == {"best": None, "close": False, "edge": True, "far": True, "once": None}
@@ -117,8 +117,8 @@ def test_beyond_spread_rule():
 def test_runs_differing_outside_the_study_are_separate_rows_not_seeds():
     runs = pd.DataFrame({
         "run_id": ["a", "b", "c", "d"],
-        "params.model.fusion": ["attention"] * 4,
-        "params.model.corr_kernel": ["1"] * 4,
+        "params.model.fusion.type": ["attention"] * 4,
+        "params.model.correlation.kernel": ["1"] * 4,
         "params.train.iou_type": ["giou"] * 4,
         "params.train.seed": ["0", "1", "0", "0"],
         "params.model.match_gate": ["sum", "sum", "and", "and"],
@@ -144,23 +144,23 @@ def test_no_other_column_when_only_the_study_params_differ(store):
 
 def test_real_photo_metrics_are_read_from_their_own_mlflow_keys():
     runs = pd.DataFrame({
-        "run_id": ["a", "b"], "params.model.fusion": ["attention", "average"],
+        "run_id": ["a", "b"], "params.model.fusion.type": ["attention", "average"],
         "metrics.eval_AP50": [0.9, 0.8], "metrics.real_AP50": [0.4, float("nan")],
         "metrics.eval_real_AP50": [0.0, 0.0],  # never read: real_* has no eval_ prefix
     })
-    table = ablation_table(runs, ("model.fusion",), "AP50")
+    table = ablation_table(runs, ("model.fusion.type",), "AP50")
     assert table.frame["real_AP50"].tolist()[0] == pytest.approx(0.4)
     assert math.isnan(table.frame["real_AP50"].tolist()[1])  # a run scored before the set existed
 
 
 def test_report_settings_never_split_a_row_and_real_photos_can_sort_it():
     runs = pd.DataFrame({
-        "run_id": ["a", "b", "c"], "params.model.fusion": ["attention"] * 3,
+        "run_id": ["a", "b", "c"], "params.model.fusion.type": ["attention"] * 3,
         "params.train.seed": ["0", "1", "0"], "params.report.sort_by": ["AP50", "real_AP50", "AP50"],
         "params.model.colour_bins": ["8", "8", "0"],
         "metrics.eval_AP50": [0.7, 0.8, 0.9], "metrics.real_AP50": [0.6, 0.5, 0.4],
     })
-    table = ablation_table(runs, ("model.fusion",), "real_AP50")
+    table = ablation_table(runs, ("model.fusion.type",), "real_AP50")
     assert table.other_params == ("model.colour_bins",)
     assert table.frame["other"].tolist() == ["model.colour_bins=8", "model.colour_bins=0"]  # best real AP50 first
     assert table.frame["n"].tolist() == [2, 1] and table.frame.iloc[0]["real_AP50"] == pytest.approx(0.55)

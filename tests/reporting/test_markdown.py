@@ -91,8 +91,8 @@ def test_ablation_section_marks_differences_against_the_seed_spread():
     from tests.reporting.test_ablation import _seed_runs
 
     runs = _seed_runs({"best": [0.80, 0.82], "far": [0.50, 0.52], "close": [0.76, 0.84], "once": [0.20]})
-    text = ablation_section(ablation_table(runs, ("model.fusion",), "AP50"), None)
-    assert "| model.fusion | seeds | n | AP50 |" in text and text.splitlines()[4].endswith("| vs best (AP50) |")
+    text = ablation_section(ablation_table(runs, ("model.fusion.type",), "AP50"), None)
+    assert "| model.fusion.type | seeds | n | AP50 |" in text and text.splitlines()[4].endswith("| vs best (AP50) |")
     assert "> std(best row) + std(this row)" in text
     lines = {line.split(" | ")[0][2:]: line for line in text.splitlines() if line.startswith("| ")}
     assert lines["best"].endswith("| 0.810 ± 0.014 |" + " n/a |" * 9 + " best |")
