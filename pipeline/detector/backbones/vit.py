@@ -42,7 +42,7 @@ from pipeline.config import LoraConfig, PartConfig, bounds
 from ..registry import BACKBONES
 from . import weights_packages
 from .lora import apply_lora_config
-from .weights import WEIGHT_SUFFIXES, hub_file, hub_model
+from .weights import WEIGHT_SUFFIXES, hub_file, hub_model, strip_prefix
 
 __all__ = ["ViTBackbone", "ViTBackboneConfig", "build_vit_backbone"]
 
@@ -174,11 +174,7 @@ class ViTBackbone(nn.Module):
             sd = timm.models.load_state_dict(str(path))  # safetensors or torch.load(weights_only=True)
         except Exception as exc:
             raise ValueError(f"pretrained weights file {path}: cannot read it ({type(exc).__name__}: {exc})") from None
-        for prefix in ("backbone.body.", "body."):  # a checkpoint of this backbone or of a detector
-            sub = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
-            if sub:
-                sd = sub
-                break
+        sd = strip_prefix(sd, ("backbone.body.", "body."))  # a checkpoint of this backbone or of a detector
         # timm's converter (as its own loader applies): other key layouts (Meta's DINOv2, OpenCLIP),
         # position embeddings of another grid size (e.g. an img_size override) resampled.
         filter_fn = getattr(sys.modules.get(type(model).__module__), "checkpoint_filter_fn", None)
