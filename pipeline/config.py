@@ -159,6 +159,7 @@ class LossWeights:
     focal: float = field(default=1.0, metadata=bounds(0.0))
     l1: float = field(default=5.0, metadata=bounds(0.0))
     iou: float = field(default=2.0, metadata=bounds(0.0))
+    verify: float = field(default=1.0, metadata=bounds(0.0))  # a second stage's target / not-target BCE
 
 
 @dataclass(frozen=True)

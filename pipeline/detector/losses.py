@@ -145,19 +145,22 @@ class DetectionCriterion(nn.Module):
 
 
 def weighted_total(terms: Mapping[str, Tensor], weights: Any) -> Tensor:
-    """``sum(weights[name] * terms[name])``.
+    """``sum(weights[kind(name)] * terms[name])``, where ``kind`` is the part of a term's name after
+    its last ``.`` (``"aux0.focal"`` and ``"refine.iou"`` are weighted as ``focal`` and ``iou``).
 
     ``weights`` is a mapping or a dataclass such as ``pipeline.config.LossWeights``; every term
-    needs a weight and every weight a term (a mismatch is a ``KeyError`` naming both sets).
+    needs a weight (a missing one is a ``KeyError`` naming the term and the weights); weights of
+    terms a head does not have are not used.
     """
     if dataclasses.is_dataclass(weights) and not isinstance(weights, type):
         weights = dataclasses.asdict(weights)
     weights = dict(weights)
-    if set(weights) != set(terms):
-        raise KeyError(f"weighted_total: loss terms {sorted(terms)} do not match weights {sorted(weights)}")
     total = None
     for name, value in terms.items():
-        part = value * float(weights[name])
+        kind = name.rsplit(".", 1)[-1]
+        if kind not in weights:
+            raise KeyError(f"weighted_total: loss term {name!r} has no weight (weights: {sorted(weights)})")
+        part = value * float(weights[kind])
         total = part if total is None else total + part
     if total is None:
         raise ValueError("weighted_total: no loss terms")

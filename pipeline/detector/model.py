@@ -138,7 +138,7 @@ class ReferenceDetector(nn.Module):
             state = next(extra) if similarity in extras else None
             maps.append(similarity(search, feats, fused, state, level_weights).to(feats[0].dtype))
         inputs = HeadInputs(features=feats, correlations=correlations, similarities=maps,
-                            level_weights=level_weights, image_size=tuple(search.shape[-2:]))
+                            level_weights=level_weights, image_size=tuple(search.shape[-2:]), templates=fused)
         return self.head(inputs)
 
     def decode(self, outputs: dict[str, Any], score_threshold: float, nms_iou: float,

@@ -118,5 +118,7 @@ def test_weighted_total():
     terms = {"focal": torch.tensor(1.0), "l1": torch.tensor(2.0), "iou": torch.tensor(3.0)}
     assert weighted_total(terms, LossWeights()).item() == pytest.approx(1 + 5 * 2 + 2 * 3)
     assert weighted_total(terms, {"focal": 0.5, "l1": 0.0, "iou": 1.0}).item() == pytest.approx(3.5)
-    with pytest.raises(KeyError, match="do not match"):
+    with pytest.raises(KeyError, match="'iou' has no weight"):
         weighted_total(terms, {"focal": 1.0, "l1": 1.0})
+    prefixed = {**terms, "aux0.focal": torch.tensor(4.0), "refine.iou": torch.tensor(0.5)}
+    assert weighted_total(prefixed, {"focal": 1.0, "l1": 0.0, "iou": 2.0}).item() == pytest.approx(1 + 6 + 4 + 1)

@@ -21,6 +21,8 @@ class HeadInputs:
         similarities: further maps at the finest grid, ``[B, n_i, H0, W0]`` (features' dtype).
         level_weights: ``[levels]`` fp32, summing to 1: how much each level counts.
         image_size: ``(H, W)`` of the search input.
+        templates: the fused reference maps per level, ``[B, C, h_l, w_l]`` (what the
+            correlations compared the search maps with).
     """
 
     features: Sequence[Tensor]
@@ -28,6 +30,7 @@ class HeadInputs:
     similarities: Sequence[Tensor]
     level_weights: Tensor
     image_size: tuple[int, int]
+    templates: Sequence[Tensor] = ()
 
 
 class Head(nn.Module):
