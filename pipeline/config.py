@@ -149,6 +149,7 @@ class ModelConfig:
     correlation: Any = part("correlation", "depthwise")
     similarities: Any = parts("similarity", "prototypes", "colour")
     head: Any = part("head", "factorized")
+    refine: Any = part("refiner", "none")
     search_size: tuple[int, int] = (512, 288)
 
 
@@ -176,6 +177,7 @@ class TrainConfig:
     warmup_epochs: float = field(default=0.5, metadata=bounds(0.0))
     grad_clip: float = field(default=1.0, metadata=bounds(0.0))
     freeze_backbone_epochs: int = field(default=0, metadata=bounds(0))
+    refine_from_epoch: int = field(default=0, metadata=bounds(0))  # model.refine: 0 joint, N: second phase from epoch N
     freeze_through_level: int = field(default=3, metadata=bounds(0, 5))
     amp: AmpMode = "auto"
     channels_last: bool = True
@@ -292,7 +294,8 @@ def _registry(kind: str) -> Any:
     from pipeline.detector import registry  # the parts' configs live beside their code
 
     return getattr(registry, {"backbone": "BACKBONES", "neck": "NECKS", "fusion": "FUSIONS",
-                              "correlation": "CORRELATIONS", "similarity": "SIMILARITIES", "head": "HEADS"}[kind])
+                              "correlation": "CORRELATIONS", "similarity": "SIMILARITIES", "head": "HEADS",
+                              "refiner": "REFINERS"}[kind])
 
 
 def _part_config(kind: str, name: Any, raw: dict, key: str) -> Any:

@@ -236,6 +236,8 @@ VARIANTS = {
     "vit+lora": dict(backbone={"type": "vit", "name": "vit_small_patch14_dinov2", "pretrained": False, "blocks": 1,
                                "lora": {"rank": 2, "targets": ["qkv", "attn.proj"]}},
                      neck={"type": "simple_pyramid", "channels": 16}, head=FACTORIZED),
+    # the RoI verifier in the search graph: peak picking, top-k, RoIAlign, box refinement
+    "factorized+roi": dict(head=FACTORIZED, refine={"type": "roi", "channels": 16, "top_k": 4}),
 }
 
 
@@ -254,6 +256,10 @@ def test_export_parity_for_model_variants(tmp_path, variant):
                 if "lora_B" in name:
                     p.normal_(0, 0.05)
         assert merge_lora(model) > 0
+    if model.refiner is not None:  # an untrained verifier passes the head's logit through and moves no box
+        with torch.no_grad():
+            for layer in (model.refiner.score, model.refiner.delta):
+                layer.weight.normal_(0, 0.05)
     pt = Detector(model, T, cfg.search_size, score_threshold=0.0)
     info = graph_info(pt)
     assert info.encoded == len(cfg.levels) + sum(s.type == "colour" for s in cfg.similarities)

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .heads.base import Head, HeadInputs
-from .registry import BACKBONES, CORRELATIONS, FUSIONS, HEADS, NECKS, SIMILARITIES
+from .registry import BACKBONES, CORRELATIONS, FUSIONS, HEADS, NECKS, REFINERS, SIMILARITIES
 from .similarity.base import Similarity
 
 if TYPE_CHECKING:  # config is read only by the builders
@@ -47,10 +47,12 @@ class ReferenceDetector(nn.Module):
         correlation: ``(search map, fused template) -> [B, C, h, w]``.
         similarities: further :class:`Similarity` maps for the head.
         head: a :class:`Head`.
+        refiner: an optional second stage, ``refiner(head outputs, HeadInputs) -> outputs`` with
+            ``decode`` (:mod:`.refiners`); its scores are then the final ones.
     """
 
     def __init__(self, backbone: nn.Module, neck: nn.Module, fusions: Sequence[nn.Module], correlation: nn.Module,
-                 similarities: Sequence[Similarity], head: Head):
+                 similarities: Sequence[Similarity], head: Head, refiner: nn.Module | None = None):
         super().__init__()
         strides = [int(s) for s in neck.strides]
         if len(fusions) != len(strides):
@@ -62,6 +64,7 @@ class ReferenceDetector(nn.Module):
         self.level_logits = nn.Parameter(torch.zeros(len(strides)))
         self.similarities = nn.ModuleList(similarities)
         self.head = head
+        self.refiner = refiner
         self.stride = strides[0]
         self.pad_multiple = max(strides + [int(s) for s in getattr(backbone, "strides", [])])
         # Saved with the weights: a checkpoint is read back with the normalisation it was trained
@@ -139,12 +142,14 @@ class ReferenceDetector(nn.Module):
             maps.append(similarity(search, feats, fused, state, level_weights).to(feats[0].dtype))
         inputs = HeadInputs(features=feats, correlations=correlations, similarities=maps,
                             level_weights=level_weights, image_size=tuple(search.shape[-2:]), templates=fused)
-        return self.head(inputs)
+        outputs = self.head(inputs)
+        return outputs if self.refiner is None else self.refiner(outputs, inputs)
 
     def decode(self, outputs: dict[str, Any], score_threshold: float, nms_iou: float,
                max_detections: int) -> list[tuple[Tensor, Tensor]]:
-        """The head's decoding of :meth:`detect` outputs: per image ``(boxes [N, 4], scores [N])``."""
-        return self.head.decode(outputs, score_threshold, nms_iou, max_detections)
+        """The head's (or refiner's) decoding of :meth:`detect` outputs: per image ``(boxes [N, 4],
+        scores [N])``."""
+        return (self.head if self.refiner is None else self.refiner).decode(outputs, score_threshold, nms_iou, max_detections)
 
     def forward(
         self, templates: Tensor, search: Tensor, template_mask: Tensor | None = None, shifted_pairs: bool = False
@@ -196,9 +201,15 @@ def build_detector(cfg: ModelConfig) -> ReferenceDetector:
     similarities = [SIMILARITIES.build(s, stride=stride) for s in cfg.similarities]
     head = HEADS.build(cfg.head, channels=cfg.neck.channels, levels=len(cfg.levels),
                        similarities=sum(s.channels for s in similarities), stride=stride)
-    return ReferenceDetector(backbone, neck, fusions, correlation, similarities, head)
+    try:
+        refiner = REFINERS.build(cfg.refine, channels=cfg.neck.channels, stride=stride)
+    except ValueError as exc:
+        raise ConfigError(f"model.refine: {exc}") from None
+    return ReferenceDetector(backbone, neck, fusions, correlation, similarities, head, refiner)
 
 
 def build_criterion(cfg: TrainConfig, model: ReferenceDetector) -> nn.Module:
-    """The loss of ``model``'s head, with the ``train`` section's settings (weights: ``cfg.loss_weights``)."""
-    return model.head.criterion(cfg.iou_type, cfg.focal_alpha, cfg.focal_gamma, cfg.pos_radius)
+    """The loss of ``model``'s head (and refiner), with the ``train`` section's settings (weights:
+    ``cfg.loss_weights``)."""
+    criterion = model.head.criterion(cfg.iou_type, cfg.focal_alpha, cfg.focal_gamma, cfg.pos_radius)
+    return criterion if model.refiner is None else model.refiner.criterion(criterion, cfg.iou_type)

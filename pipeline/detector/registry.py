@@ -19,12 +19,12 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 __all__ = ["Registry", "Entry", "BACKBONES", "NECKS", "FUSIONS", "CORRELATIONS", "SIMILARITIES", "HEADS",
-           "load_parts"]
+           "REFINERS", "load_parts"]
 
 B = TypeVar("B", bound=Callable[..., Any])
 
 #: The packages whose modules register parts, one per kind.
-PART_PACKAGES = ("backbones", "necks", "fusions", "similarity", "heads")
+PART_PACKAGES = ("backbones", "necks", "fusions", "similarity", "heads", "refiners")
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,7 @@ FUSIONS = Registry("fusion")
 CORRELATIONS = Registry("correlation")
 SIMILARITIES = Registry("similarity")
 HEADS = Registry("head")
+REFINERS = Registry("refiner")
 
 _loaded = False
 

@@ -96,6 +96,19 @@ def set_backbone_trainable(model: nn.Module, trainable: bool, frozen: Sequence[s
         p.requires_grad_(trainable and learns)
 
 
+def set_refine_phase(model: nn.Module, criterion: nn.Module, epoch: int, refine_from_epoch: int) -> None:
+    """Two-phase training of a second stage (``train.refine_from_epoch`` > 0): before that epoch
+    the verifier's loss terms are off (the head trains alone); from it on, everything but the
+    refiner is frozen. With 0, or a model without refiner, nothing changes (joint training)."""
+    if refine_from_epoch <= 0 or getattr(model, "refiner", None) is None:
+        return
+    criterion.active = epoch >= refine_from_epoch
+    if criterion.active:
+        for name, p in model.named_parameters():
+            if not name.startswith("refiner."):
+                p.requires_grad_(False)
+
+
 def freeze_backbone(model: nn.Module, level: int) -> list[str]:
     """Freeze the backbone layers through ``level`` for the whole run (0: none); the names frozen.
     A level the backbone has no layer for is a :class:`ConfigError` naming the key."""
@@ -254,6 +267,7 @@ def fit(params: Params, paths: Paths) -> dict:
     started = time.monotonic()
     for epoch in range(start_epoch, cfg.epochs):
         set_backbone_trainable(model, epoch >= cfg.freeze_backbone_epochs, frozen)
+        set_refine_phase(model, criterion, epoch, cfg.refine_from_epoch)
         sampler.set_epoch(epoch)
         train_set.set_epoch(epoch)
         epoch_stats = train_one_epoch(
