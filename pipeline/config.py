@@ -253,7 +253,8 @@ class RealsetConfig:
 class ReportConfig:
     """What ``reports/metrics.md`` shows (stage ``report``)."""
 
-    ablation_params: tuple[str, ...] = ("model.fusion.type", "model.correlation.kernel", "train.iou_type")
+    ablation_params: tuple[str, ...] = ("model.head.type", "model.refine.type", "model.fusion.type",
+                                        "model.correlation.kernel", "train.iou_type")
     sort_by: Literal["AP", "AP50", "success", "f1", "mean_iou", "st_iou", "real_AP50", "real_success"] = "real_AP50"
 
 

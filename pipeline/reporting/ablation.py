@@ -54,6 +54,7 @@ class AblationTable:
     sort_by: str
     skipped: int  # runs without evaluate metrics
     other_params: tuple[str, ...] = ()  # params outside ``params`` (and the seed) that differ between runs
+    unrecorded: int = 0  # evaluated runs that do not record every param under study (older code)
 
 
 def local_store_path(tracking_uri: str) -> Path | None:
@@ -140,12 +141,19 @@ def beyond_spread(best: tuple[float, float], other: tuple[float, float]) -> bool
 def ablation_table(runs: pd.DataFrame, params: tuple[str, ...], sort_by: str) -> AblationTable:
     """Group runs with evaluate metrics by ``params``; mean and sample std of each metric over the group.
 
-    Rows are sorted by ``sort_by`` (best first, undefined last), ties by the param values.
+    A run that does not record one of ``params`` was made by code older than that param and
+    cannot be placed in a row; it is left out and counted (``unrecorded``). Rows are sorted by
+    ``sort_by`` (best first, undefined last), ties by the param values.
     """
     metrics = SHOWN_METRICS if sort_by in SHOWN_METRICS else (sort_by, *SHOWN_METRICS)
     eval_cols = [c for c in runs.columns if c.startswith(EVAL_PREFIX)]
     evaluated = runs[runs[eval_cols].notna().any(axis=1)] if eval_cols else runs.iloc[0:0]
     skipped = len(runs) - len(evaluated)
+    recorded = pd.Series(True, index=evaluated.index)
+    for p in params:
+        recorded &= _param_values(evaluated, p) != MISSING
+    unrecorded = int((~recorded).sum())
+    evaluated = evaluated[recorded]
 
     # Runs that differ in a param outside the study are different settings, not seeds of one.
     other_params = tuple(sorted(
@@ -186,7 +194,7 @@ def ablation_table(runs: pd.DataFrame, params: tuple[str, ...], sort_by: str) ->
             (best[sort_by], best[f"{sort_by}_std"]), (row[sort_by], row[f"{sort_by}_std"]))
     columns = [*params, "other", "seeds", "n", *(c for m in metrics for c in (m, f"{m}_std")), "vs_best", "beyond_spread"]
     return AblationTable(pd.DataFrame(rows, columns=columns), tuple(params), tuple(metrics), sort_by, skipped,
-                         other_params)
+                         other_params, unrecorded)
 
 
 def load_ablation(tracking_uri: str, params: tuple[str, ...], sort_by: str) -> tuple[AblationTable | None, str | None]:
@@ -202,5 +210,8 @@ def load_ablation(tracking_uri: str, params: tuple[str, ...], sort_by: str) -> t
         return None, "No MLflow runs yet."
     table = ablation_table(runs, params, sort_by)
     if table.frame.empty:
+        if table.unrecorded:
+            return None, (f"No MLflow run records every param under study ({', '.join(params)}); "
+                          f"{table.unrecorded} evaluated run{'s' if table.unrecorded != 1 else ''} from older code.")
         return None, f"No MLflow runs with evaluate metrics yet ({table.skipped} without)."
     return table, None

@@ -179,6 +179,9 @@ def ablation_section(ablation: AblationTable | None, note: str | None) -> str:
     )
     if ablation.skipped:
         intro += f" {ablation.skipped} run{'s' if ablation.skipped != 1 else ''} without evaluate metrics left out."
+    if ablation.unrecorded:
+        intro += (f" {ablation.unrecorded} run{'s' if ablation.unrecorded != 1 else ''} from code that did not yet "
+                  "record every param under study left out.")
     sort_label = HEADLINE.get(ablation.sort_by, ablation.sort_by)
     intro += (
         f" Last column: the difference of mean {sort_label} to the best row, and whether it is larger than the "

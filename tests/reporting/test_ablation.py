@@ -50,10 +50,21 @@ def test_ties_sorted_by_param_values_numbers_by_value():
         "run_id": ["a", "b", "c"], "params.model.correlation.kernel": ["9", "10", None],
         "metrics.eval_AP50": [0.5, 0.5, 0.5],
     })
-    table = ablation_table(runs, ("model.correlation.kernel", "model.fusion.type"), "AP50")
-    assert table.frame["model.correlation.kernel"].tolist() == ["9", "10", "n/a"]
-    assert table.frame["model.fusion.type"].tolist() == ["n/a"] * 3  # param never logged
-    assert table.frame["seeds"].tolist() == ["n/a"] * 3
+    table = ablation_table(runs, ("model.correlation.kernel",), "AP50")
+    assert table.frame["model.correlation.kernel"].tolist() == ["9", "10"]
+    assert table.frame["seeds"].tolist() == ["n/a"] * 2
+    assert table.unrecorded == 1  # run c predates the param: it has no row to go in
+
+
+def test_runs_that_do_not_record_a_param_under_study_are_left_out():
+    runs = pd.DataFrame({
+        "run_id": ["a", "b"], "params.model.correlation.kernel": ["1", "3"],
+        "params.model.refine.type": ["roi", None], "metrics.eval_AP50": [0.5, 0.6],
+    })
+    table = ablation_table(runs, ("model.correlation.kernel", "model.refine.type"), "AP50")
+    assert table.frame["model.refine.type"].tolist() == ["roi"] and table.unrecorded == 1
+    empty = ablation_table(runs, ("model.head.type",), "AP50")
+    assert empty.frame.empty and empty.unrecorded == 2
 
 
 def test_missing_sqlite_store_is_not_created(tmp_path):
