@@ -236,6 +236,8 @@ VARIANTS = {
     "vit+lora": dict(backbone={"type": "vit", "name": "vit_small_patch14_dinov2", "pretrained": False, "blocks": 1,
                                "lora": {"rank": 2, "targets": ["qkv", "attn.proj"]}},
                      neck={"type": "simple_pyramid", "channels": 16}, head=FACTORIZED),
+    # the set-prediction head: a transformer decoder, decoded by best scores without NMS
+    "query": dict(head={"type": "query", "channels": 16, "queries": 8, "layers": 2, "box_prior": 24.0}),
 }
 
 
@@ -257,6 +259,7 @@ def test_export_parity_for_model_variants(tmp_path, variant):
     pt = Detector(model, T, cfg.search_size, score_threshold=0.0)
     info = graph_info(pt)
     assert info.encoded == len(cfg.levels) + sum(s.type == "colour" for s in cfg.similarities)
+    assert info.decoding == ("top" if cfg.head.type == "query" else "nms")
     used = export_graphs(model, info, tmp_path, 18)
     assert {how["exporter"] for how in used.values()} == {"dynamo"}, used
     onnx_model = OnnxDetectorModel(tmp_path)
