@@ -107,7 +107,8 @@ class ReferenceDetector(nn.Module):
         Returns the head's dict; the dense heads give ``logits [B, H0, W0]``, ``ltrb [B, 4, H0,
         W0]`` fp32 px from each cell centre to the box sides, ``boxes [B, H0 * W0, 4]`` fp32 xyxy
         input pixels (row-major cells), ``stride`` and ``image_size (H, W)``, with
-        ``H0 = ceil(H / stride)``, ``W0 = ceil(W / stride)``.
+        ``H0 = ceil(H / stride)``, ``W0 = ceil(W / stride)``; the query head gives ``logits [B, 1,
+        N]`` and ``boxes [B, N, 4]``, one per query (and ``aux``, per earlier decoder layer).
         """
         if search.dim() != 4 or search.shape[1] != 3:
             raise ValueError(f"detect: expected search [B, 3, H, W], got {tuple(search.shape)}")

@@ -77,14 +77,16 @@ def hungarian_match(
     if logits.shape[0] != len(gt_boxes) or boxes.shape[:2] != logits.shape:
         raise ValueError(f"hungarian_match: logits {tuple(logits.shape)}, boxes {tuple(boxes.shape)} and "
                          f"{len(gt_boxes)} ground-truth sets do not fit")
+    sizes = [int(g.shape[0]) for g in gt_boxes]
+    if sum(sizes) == 0:
+        return [(torch.zeros(0, dtype=torch.int64), torch.zeros(0, dtype=torch.int64)) for _ in sizes]
+    b, n = logits.shape
+    # one cost matrix for all images, moved to the CPU at once (one device sync per batch)
+    gt_all = torch.cat([g.to(boxes.device) for g in gt_boxes])
+    cost = matching_cost(logits.reshape(b * n), boxes.reshape(b * n, 4), gt_all, image_size, class_weight,
+                         l1_weight, giou_weight, focal_alpha, focal_gamma).reshape(b, n, -1).cpu()
     out = []
-    for lg, bx, gt in zip(logits, boxes, gt_boxes):
-        if gt.shape[0] == 0:
-            empty = torch.zeros(0, dtype=torch.int64)
-            out.append((empty, empty.clone()))
-            continue
-        cost = matching_cost(lg, bx, gt.to(bx.device), image_size, class_weight, l1_weight, giou_weight,
-                             focal_alpha, focal_gamma)
-        rows, cols = linear_sum_assignment(cost.cpu().numpy())
+    for image, block in enumerate(cost.split(sizes, dim=-1)):
+        rows, cols = linear_sum_assignment(block[image].numpy())
         out.append((torch.as_tensor(rows, dtype=torch.int64), torch.as_tensor(cols, dtype=torch.int64)))
     return out

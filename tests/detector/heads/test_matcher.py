@@ -46,3 +46,13 @@ def test_batch_with_an_empty_image():
     assert [q.numel() for q, _ in out] == [0, 1] and out[1][1].tolist() == [0]
     with pytest.raises(ValueError, match="do not fit"):
         hungarian_match(logits, boxes, [torch.zeros(0, 4)], SIZE)
+
+
+def test_a_batch_matches_as_its_images_alone():
+    gen = torch.Generator().manual_seed(11)
+    logits, boxes = torch.randn(3, 5, generator=gen), torch.stack([random_boxes(gen, 5) for _ in range(3)])
+    gts = [random_boxes(gen, 2), torch.zeros(0, 4), random_boxes(gen, 3)]
+    together = hungarian_match(logits, boxes, gts, SIZE)
+    for i, gt in enumerate(gts):
+        (q, g), = hungarian_match(logits[i:i + 1], boxes[i:i + 1], [gt], SIZE)
+        assert together[i][0].tolist() == q.tolist() and together[i][1].tolist() == g.tolist()
