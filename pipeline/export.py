@@ -242,6 +242,7 @@ def graph_info(detector: Detector) -> GraphInfo:
         encoded=encoded,
         template_pad=detector.template_pad,
         template_pad_value=detector.template_pad_value,
+        decoding=model.decoding,
     )
 
 

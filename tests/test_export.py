@@ -238,6 +238,8 @@ VARIANTS = {
                      neck={"type": "simple_pyramid", "channels": 16}, head=FACTORIZED),
     # the RoI verifier in the search graph: peak picking, top-k, RoIAlign, box refinement
     "factorized+roi": dict(head=FACTORIZED, refine={"type": "roi", "channels": 16, "top_k": 4}),
+    # the set-prediction head: a transformer decoder, decoded by best scores without NMS
+    "query": dict(head={"type": "query", "channels": 16, "queries": 8, "layers": 2, "box_prior": 24.0}),
 }
 
 
@@ -263,6 +265,7 @@ def test_export_parity_for_model_variants(tmp_path, variant):
     pt = Detector(model, T, cfg.search_size, score_threshold=0.0)
     info = graph_info(pt)
     assert info.encoded == len(cfg.levels) + sum(s.type == "colour" for s in cfg.similarities)
+    assert info.decoding == ("top" if cfg.head.type == "query" else "nms")
     used = export_graphs(model, info, tmp_path, 18)
     assert {how["exporter"] for how in used.values()} == {"dynamo"}, used
     onnx_model = OnnxDetectorModel(tmp_path)

@@ -110,7 +110,10 @@ class ReferenceDetector(nn.Module):
         Returns the head's dict; the dense heads give ``logits [B, H0, W0]``, ``ltrb [B, 4, H0,
         W0]`` fp32 px from each cell centre to the box sides, ``boxes [B, H0 * W0, 4]`` fp32 xyxy
         input pixels (row-major cells), ``stride`` and ``image_size (H, W)``, with
-        ``H0 = ceil(H / stride)``, ``W0 = ceil(W / stride)``.
+        ``H0 = ceil(H / stride)``, ``W0 = ceil(W / stride)``; the query head gives ``logits [B, 1,
+        N]`` and ``boxes [B, N, 4]``, one per query (and ``aux``, per earlier decoder layer). With a
+        refiner, its outputs: ``logits [B, 1, k]`` and ``boxes [B, k, 4]`` of the verified
+        candidates, the head's own under ``first_stage``.
         """
         if search.dim() != 4 or search.shape[1] != 3:
             raise ValueError(f"detect: expected search [B, 3, H, W], got {tuple(search.shape)}")
@@ -144,6 +147,11 @@ class ReferenceDetector(nn.Module):
                             level_weights=level_weights, image_size=tuple(search.shape[-2:]), templates=fused)
         outputs = self.head(inputs)
         return outputs if self.refiner is None else self.refiner(outputs, inputs)
+
+    @property
+    def decoding(self) -> str:
+        """How :meth:`decode` picks boxes (``"nms"`` or ``"top"``, see :class:`Head`)."""
+        return (self.head if self.refiner is None else self.refiner).decoding
 
     def decode(self, outputs: dict[str, Any], score_threshold: float, nms_iou: float,
                max_detections: int) -> list[tuple[Tensor, Tensor]]:

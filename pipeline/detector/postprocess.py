@@ -1,4 +1,5 @@
-"""Turn dense detector outputs into a few scored boxes per frame."""
+"""Turn detector outputs into a few scored boxes per frame: NMS for dense heads, the best
+scores alone for set-prediction heads."""
 
 from __future__ import annotations
 
@@ -28,4 +29,21 @@ def postprocess(
         top, cand = top[keep], b[idx[keep]]
         kept = nms(cand, top, nms_iou)[:max_detections]
         out.append((cand[kept], top[kept]))
+    return out
+
+
+def top_detections(
+    logits: torch.Tensor, boxes: torch.Tensor, score_threshold: float, max_detections: int
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per frame: sigmoid scores, the best ``max_detections`` at or above the threshold, no NMS.
+
+    logits: [B, ...] scores of the ``N`` boxes in any layout (e.g. ``[B, 1, N]``); boxes: [B, N, 4].
+    Returns per frame ``(boxes [N', 4], scores [N'])`` sorted by score, N' <= max_detections.
+    """
+    scores = logits.flatten(1).float().sigmoid()
+    out = []
+    for s, b in zip(scores, boxes.float()):
+        top, idx = s.topk(min(max_detections, s.numel()))
+        keep = top >= score_threshold
+        out.append((b[idx[keep]], top[keep]))
     return out

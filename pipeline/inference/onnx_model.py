@@ -10,8 +10,9 @@
   are dynamic.
 * ``search_detector.onnx``: ``search [B, 3, H, W]`` float RGB in ``[0, 1]`` at the model's
   ``search_size`` and ``encoded_0 ..`` with the same ``B`` -> ``logits [B, H0, W0]`` objectness
-  logits and ``boxes [B, H0 * W0, 4]`` ``xyxy`` boxes in search-image pixels, row-major cells.
-  ``B`` is dynamic.
+  logits and ``boxes [B, H0 * W0, 4]`` ``xyxy`` boxes in search-image pixels, row-major cells
+  (a set head, ``model.head.type: query``: ``logits [B, 1, N]``, ``boxes [B, N, 4]``, one per
+  query). ``B`` is dynamic.
 
 Normalisation and padding happen inside the graphs, as in PyTorch. What a caller needs to
 prepare inputs (template size, search size, stride, template padding) is stored in both graphs'
@@ -35,7 +36,7 @@ import torch
 from torch import Tensor
 
 from pipeline.cli import UserError
-from pipeline.detector.postprocess import postprocess
+from pipeline.detector.postprocess import postprocess, top_detections
 
 __all__ = ["DETECTOR_FILE", "ENCODER_FILE", "GraphInfo", "OnnxDetectorModel"]
 
@@ -52,6 +53,7 @@ class GraphInfo:
     template_size: side of the square references. search_size: ``(width, height)`` of the
     search input. stride: pixels per output cell. encoded: number of ``encoded_*`` tensors.
     template_pad, template_pad_value: how references are padded to a square (as in training).
+    decoding: the head's :attr:`~pipeline.detector.heads.base.Head.decoding` (``nms`` or ``top``).
     """
 
     template_size: int
@@ -60,6 +62,7 @@ class GraphInfo:
     encoded: int
     template_pad: str = "constant"
     template_pad_value: int = 0
+    decoding: str = "nms"
 
     def to_props(self) -> dict[str, str]:
         props = {
@@ -71,6 +74,7 @@ class GraphInfo:
             "encoded": str(self.encoded),
             "template_pad": self.template_pad,
             "template_pad_value": str(self.template_pad_value),
+            "decoding": self.decoding,
             "input": "float32 RGB in [0, 1], NCHW; normalised and padded inside the graph",
         }
         return {_PREFIX + k: v for k, v in props.items()}
@@ -89,6 +93,8 @@ class GraphInfo:
                 encoded=int(props[_PREFIX + "encoded"]),
                 template_pad=props[_PREFIX + "template_pad"],
                 template_pad_value=int(props[_PREFIX + "template_pad_value"]),
+                # exports from before set heads decode as the dense heads do
+                decoding=props.get(_PREFIX + "decoding", "nms"),
             )
         except (KeyError, ValueError) as exc:
             raise UserError(f"{source}: damaged needle metadata ({type(exc).__name__}: {exc})") from None
@@ -186,8 +192,11 @@ class OnnxDetectorModel:
 
     def decode(self, outputs: dict[str, Any], score_threshold: float, nms_iou: float,
                max_detections: int) -> list[tuple[Tensor, Tensor]]:
-        """Per frame ``(boxes [N, 4], scores [N])`` from :meth:`detect`, as the exported dense head
-        decodes (:func:`~pipeline.detector.postprocess.postprocess`)."""
+        """Per frame ``(boxes [N, 4], scores [N])`` from :meth:`detect`, as the exported head
+        decodes (:func:`~pipeline.detector.postprocess.postprocess` or, for ``decoding: top``,
+        :func:`~pipeline.detector.postprocess.top_detections`)."""
+        if self.info.decoding == "top":
+            return top_detections(outputs["logits"], outputs["boxes"], score_threshold, max_detections)
         return postprocess(outputs["logits"], outputs["boxes"], score_threshold, nms_iou, max_detections)
 
     def __repr__(self) -> str:

@@ -324,7 +324,7 @@ def test_factorized_match_head_starts_silent_and_learns():
     terms = DetectionCriterion()(out, {"boxes": torch.tensor([[10.0, 10, 40, 40], [NAN] * 4])})
     weighted_total(terms, {"focal": 1, "l1": 5, "iou": 2}).backward()
     assert model.head.match.out.weight.grad.abs().sum() > 0
-    with pytest.raises(ConfigError, match="model.head.type: 'both' is not one of factorized, joint"):
+    with pytest.raises(ConfigError, match="model.head.type: 'both' is not one of factorized, joint, query"):
         tiny(head={"type": "both"})
 
 

@@ -283,7 +283,7 @@ def test_unregistered_after_the_test():
     ({"backbone": {"type": "x"}}, "model.backbone.type: 'x' is not one of timm, vit"),
     ({"neck": {"type": "x"}}, "model.neck.type: 'x' is not one of fpn, simple_pyramid"),
     ({"correlation": {"type": "x"}}, "model.correlation.type: 'x' is not one of depthwise"),
-    ({"head": {"type": "x"}}, "model.head.type: 'x' is not one of factorized, joint"),
+    ({"head": {"type": "x"}}, "model.head.type: 'x' is not one of factorized, joint, query"),
     ({"similarities": {"x": {}}}, "model.similarities.x.type: 'x' is not one of colour, prototypes"),
     ({"fusion": {"type": 3}}, "model.fusion.type: 3 is not one of attention, average"),
 ])

@@ -39,6 +39,9 @@ class Head(nn.Module):
     against targets, :meth:`decode` turns them into boxes per image."""
 
     stride: int
+    #: How :meth:`decode` picks boxes, so that an exported graph's caller can do the same:
+    #: ``"nms"`` (top-k, threshold, NMS: dense heads) or ``"top"`` (best scores, no NMS: set heads).
+    decoding: str = "nms"
 
     def criterion(self, iou_type: str, focal_alpha: float, focal_gamma: float, pos_radius: int) -> nn.Module:
         """The loss: ``criterion(outputs, targets) -> {name: unweighted fp32 scalar}``."""

@@ -88,6 +88,8 @@ class RoiVerifier(nn.Module):
     its own (``roi_inputs``).
     """
 
+    decoding = "nms"  # two peaks may refine onto one object (see :class:`~..heads.base.Head`)
+
     def __init__(self, channels: int, stride: int, top_k: int = 8, pool: int = 7, hidden: int = 128,
                  samples: int = 8, positive_iou: float = 0.5, negative_iou: float = 0.4):
         super().__init__()
