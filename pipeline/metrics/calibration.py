@@ -27,13 +27,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import pandas as pd
 
-#: What the presence threshold maximises (``train.presence_metric``).
-PresenceMetric = Literal["f1", "st_iou"]
+from pipeline.config import PresenceMetric
 
 #: The lowest threshold considered.
 FLOOR = 0.01
