@@ -30,6 +30,15 @@ AmpMode = Literal["auto", "fp16", "bf16", "off"]
 #: Box losses of the IoU family (``train.iou_type``; :func:`pipeline.detector.losses.iou_loss`).
 IouType = Literal["iou", "giou", "diou", "ciou"]
 
+#: What the presence threshold saved in best.pt maximises on the validation split
+#: (``train.presence_metric``; :func:`pipeline.metrics.calibration.choose_threshold`).
+PresenceMetric = Literal["f1", "st_iou"]
+
+#: A score threshold that is a number, or ``calibrated``: the checkpoint's saved presence
+#: threshold (``evaluate.score_threshold``, ``temporal.on_threshold`` / ``off_threshold``).
+Threshold = Union[float, Literal["calibrated"]]
+CALIBRATED = "calibrated"
+
 
 class _Yaml12Loader(yaml.SafeLoader):
     """Safe YAML loader with YAML 1.2 booleans: only ``true``/``false`` are booleans.
@@ -198,13 +207,15 @@ class TrainConfig:
     val_realset: bool = False  # also score the real-photo check set at each validation (monitoring only)
     resume: bool = True
     log_every: int = field(default=10, metadata=bounds(1))
+    presence_metric: PresenceMetric = "f1"  # the presence threshold saved in best.pt maximises this on val
 
 
 @dataclass(frozen=True)
 class EvaluateConfig:
-    """Scoring of predictions (stage ``evaluate``)."""
+    """Scoring of predictions (stage ``evaluate``). ``score_threshold``: the top-1 box counts as an
+    answer at or above it; ``calibrated`` takes the checkpoint's saved presence threshold."""
 
-    score_threshold: float = field(default=0.3, metadata=bounds(0.0, 1.0))
+    score_threshold: Threshold = field(default=CALIBRATED, metadata=bounds(0.0, 1.0))
     iou_threshold: float = field(default=0.5, metadata=bounds(0.0, 1.0, lo_open=True))
     nms_iou: float = field(default=0.5, metadata=bounds(0.0, 1.0, lo_open=True))
     max_detections: int = field(default=10, metadata=bounds(1))
@@ -216,11 +227,12 @@ class EvaluateConfig:
 @dataclass(frozen=True)
 class TemporalConfig:
     """Temporal post-processing of per-frame top-1 detections in a video (``predict --video``,
-    and ``evaluate``'s smoothed ST-IoU): score EMA, on/off hysteresis, box EMA."""
+    and ``evaluate``'s smoothed ST-IoU): score EMA, on/off hysteresis, box EMA. ``calibrated``
+    thresholds follow the presence threshold in use (:func:`pipeline.inference.temporal.resolve_temporal`)."""
 
     enabled: bool = True
-    on_threshold: float = field(default=0.3, metadata=bounds(0.0, 1.0))
-    off_threshold: float = field(default=0.2, metadata=bounds(0.0, 1.0))
+    on_threshold: Threshold = field(default=CALIBRATED, metadata=bounds(0.0, 1.0))
+    off_threshold: Threshold = field(default=CALIBRATED, metadata=bounds(0.0, 1.0))
     min_on_frames: int = field(default=2, metadata=bounds(1))
     score_ema: float = field(default=0.3, metadata=bounds(0.0, 0.99))
     box_ema: float = field(default=0.3, metadata=bounds(0.0, 0.99))
@@ -346,11 +358,14 @@ def _convert(key: str, value: Any, tp: Any, meta: dict) -> Any:
             raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(str, allowed))}")
         return value
     if origin in (Union, types.UnionType):
+        errors: dict[Any, ConfigError] = {}
         for arg in typing.get_args(tp):
             try:
                 return _convert(key, value, arg, meta)
-            except ConfigError:
-                continue
+            except ConfigError as exc:
+                errors[arg] = exc
+        if float in errors and isinstance(value, (int, float)) and not isinstance(value, bool):
+            raise errors[float]  # a number out of range: say so, not "is not a number"
         raise ConfigError(f"{key}: {value!r} is not {_type_name(tp)}")
     if origin is tuple:
         args = typing.get_args(tp)
@@ -444,7 +459,8 @@ def _check_cross_fields(p: Params) -> None:
     for s in p.baseline.scales:
         if not 0.05 <= s <= 4.0:
             raise ConfigError(f"baseline.scales: {s} is out of range, each scale must be in 0.05..4")
-    if p.temporal.off_threshold > p.temporal.on_threshold:
+    on, off = p.temporal.on_threshold, p.temporal.off_threshold
+    if not isinstance(on, str) and not isinstance(off, str) and off > on:
         raise ConfigError(
             f"temporal.off_threshold: {p.temporal.off_threshold} must not exceed temporal.on_threshold "
             f"({p.temporal.on_threshold})"

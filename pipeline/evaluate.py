@@ -9,6 +9,12 @@ frame metrics, each sequence (video) gets its spatio-temporal IoU, from the top-
 ``evaluate.score_threshold`` per frame (``st_iou``) and after the ``temporal`` post-processing
 (``st_iou_temporal``, when ``temporal.enabled``).
 
+``evaluate.score_threshold: calibrated`` (the default) uses the presence threshold training chose
+on the validation split and saved in the checkpoint (0.3 for a checkpoint without one); a number
+overrides it. metrics.json records the threshold used and ``score_threshold_source``
+(``checkpoint``, ``params`` or ``default``), and the top-1 score's calibration: ``ece`` and the
+reliability table ``reliability.csv`` (:mod:`pipeline.metrics.calibration`).
+
 On any other data set, without touching the pipeline's outputs::
 
     python -m pipeline.evaluate --checkpoint models/best.pt --data DIR [--format auto] [--out DIR]
@@ -36,7 +42,7 @@ from pipeline.engine.amp import describe_precision, precision_tags, resolve_prec
 from pipeline.engine.tracking import Tracker
 from pipeline.io import atomic_dir, write_json
 from pipeline.inference import Detector
-from pipeline.inference.temporal import smooth_track
+from pipeline.inference.temporal import resolve_temporal, smooth_track
 from pipeline.metrics.outputs import score_and_write
 from pipeline.metrics.scoring import Scores
 from pipeline.metrics.stiou import sequence_order, top1
@@ -78,7 +84,7 @@ def load_detector(checkpoint: Path, params: Params) -> Detector:
     device = torch.device("cpu")  # evaluate runs on the CPU
     precision = resolve_precision(ev.amp, device, key="evaluate.amp")
     log.info(describe_precision("evaluate.amp", ev.amp, precision))
-    # Threshold 0: AP needs every scored box; the top-1 metrics apply ev.score_threshold themselves.
+    # Threshold 0: AP needs every scored box; the top-1 metrics apply the presence threshold themselves.
     return Detector.from_checkpoint(
         checkpoint, device, score_threshold=0.0, nms_iou=ev.nms_iou, max_detections=ev.max_detections,
         flip_tta=ev.flip_tta, template_pad=params.templates.pad, template_pad_value=params.templates.pad_value,
@@ -107,16 +113,21 @@ def evaluate(
     temporal: TemporalConfig | None = None,
 ) -> Scores:
     """Run ``detector`` on ``samples`` and write every file of ``out``; with ``temporal`` (and
-    ``temporal.enabled``) the ST-IoU after temporal post-processing too."""
+    ``temporal.enabled``) the ST-IoU after temporal post-processing too. The score threshold is
+    ``ev.score_threshold`` as :meth:`Detector.resolve_threshold` reads it; ``calibrated``
+    temporal thresholds follow it."""
+    threshold, source = detector.resolve_threshold(ev.score_threshold)
     detections, ms = predict_samples(detector, samples)
-    smoothed = temporal_answers(samples, detections, temporal) if temporal is not None and temporal.enabled else None
-    scores = score_and_write(out, samples, detections, score_threshold=ev.score_threshold,
+    smoothed = None
+    if temporal is not None and temporal.enabled:
+        smoothed = temporal_answers(samples, detections, resolve_temporal(temporal, threshold))
+    scores = score_and_write(out, samples, detections, score_threshold=threshold,
                              iou_threshold=ev.iou_threshold, ms_per_frame=ms, gallery_frames=ev.gallery_frames,
-                             temporal_boxes=smoothed, dtype=detector.precision.name)
+                             temporal_boxes=smoothed, dtype=detector.precision.name, score_threshold_source=source)
     s = scores.summary
-    log.info("%d frames: AP50 %s, success %s, F1 %s; %d sequences: ST-IoU %s (temporal %s); %.1f ms/frame -> %s",
-             s["frames"], s["AP50"], s["success"], s["f1"], s["sequences"], s["st_iou"], s["st_iou_temporal"], ms,
-             out.folder)
+    log.info("%d frames: AP50 %s, success %s, F1 %s at score threshold %.3g (%s), ECE %s; %d sequences: ST-IoU %s "
+             "(temporal %s); %.1f ms/frame -> %s", s["frames"], s["AP50"], s["success"], s["f1"], threshold, source,
+             s["ece"], s["sequences"], s["st_iou"], s["st_iou_temporal"], ms, out.folder)
     return scores
 
 
@@ -149,7 +160,7 @@ def log_to_training_run(run_file: Path, scored: dict[str, tuple[Scores, ScoredOu
     tracker.start(None, {}, {}, run_id=run["run_id"])
     for prefix, (scores, out) in scored.items():
         tracker.log_metrics({f"{prefix}_{k}": v for k, v in scores.summary.items() if isinstance(v, (int, float))})
-        for path in (out.metrics, out.per_object, out.sequences, out.pr_curve, out.gallery):
+        for path in (out.metrics, out.per_object, out.sequences, out.pr_curve, out.reliability, out.gallery):
             tracker.log_artifact(path, out.folder.name)
     tracker.set_tags(tags)
     tracker.end()

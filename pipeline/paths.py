@@ -39,6 +39,11 @@ class ScoredOutputs:
         return self.folder / "score_hist.csv"
 
     @property
+    def reliability(self) -> Path:
+        """Top-1 score calibration: per score bin its frames, mean score and share correct."""
+        return self.folder / "reliability.csv"
+
+    @property
     def frames(self) -> Path:
         """One row per frame: top-1 score, IoU and outcome (TP/FP/FN/TN)."""
         return self.folder / "frames.csv"

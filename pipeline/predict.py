@@ -1,7 +1,7 @@
 """Find an object in images or videos with a trained model (``python -m pipeline.predict``).
 
     python -m pipeline.predict --checkpoint models/best.pt --templates refs/ \\
-        --search frames/ --out predictions/ [--score-threshold 0.3] [--visualize]
+        --search frames/ --out predictions/ [--score-threshold T] [--visualize]
     python -m pipeline.predict --checkpoint models/best.pt --templates refs/ --video clip.mp4 --out OUT
     python -m pipeline.predict --checkpoint models/best.pt --dataset DIR --out OUT
 
@@ -15,6 +15,10 @@ copy of each image with its boxes and scores drawn (``OUT/<name>_pred.jpg``).
 (:mod:`pipeline.inference.stream`); ``--dataset`` does that for every video of a data set in the
 ``video`` layout (each with its own ``object_images/``) into one ``OUT/submission.json``. Both
 print frames/s. Not a DVC stage: a tool for running the trained model on new data.
+
+The score threshold is the checkpoint's presence threshold, chosen on the validation split at the
+end of training (0.3 for a checkpoint without one), unless ``--score-threshold`` overrides it;
+``calibrated`` temporal thresholds follow the threshold in use.
 """
 
 from __future__ import annotations
@@ -30,13 +34,14 @@ import pandas as pd
 import torch
 
 from pipeline.cli import UserError, require_writable, run_stage
-from pipeline.config import TemporalConfig, load_params
+from pipeline.config import CALIBRATED, TemporalConfig, load_params
 from pipeline.data.dataset import read_rgb
 from pipeline.data.formats.common import IMAGE_EXTS
 from pipeline.data.formats.video import TEMPLATE_DIR, VIDEO_NAME, sample_folders
 from pipeline.engine.amp import AMP_MODES, describe_precision, resolve_precision
 from pipeline.inference.detector import Detections, Detector
 from pipeline.inference.stream import VideoAnswers, search_video, submission, submission_entry
+from pipeline.inference.temporal import resolve_temporal
 from pipeline.io import write_csv, write_json
 
 log = logging.getLogger(__name__)
@@ -66,9 +71,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                              "if present, else the built-in defaults)")
     parser.add_argument("--no-temporal", action="store_true",
                         help="videos: raw top-1 box per frame above --score-threshold, no temporal smoothing")
-    parser.add_argument("--score-threshold", type=float, default=0.3,
-                        help="drop detections scoring below (0.3); for videos only with --no-temporal or "
-                             "temporal.enabled: false (the temporal thresholds decide otherwise)")
+    parser.add_argument("--score-threshold", type=float, default=None,
+                        help="drop detections scoring below (default: the checkpoint's calibrated presence "
+                             "threshold, 0.3 without one); for videos the raw answer's threshold with "
+                             "--no-temporal or temporal.enabled: false, else what calibrated temporal "
+                             "thresholds follow")
     parser.add_argument("--nms-iou", type=float, default=0.5, help="NMS IoU threshold (0.5)")
     parser.add_argument("--max-detections", type=int, default=10, help="at most this many per image (10)")
     parser.add_argument("--flip-tta", action="store_true", help="also search mirrored images (2x time)")
@@ -80,7 +87,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                              "bf16, fp16 (CUDA only), off (fp32)")
     parser.add_argument("--visualize", action="store_true", help="write images with the boxes drawn")
     args = parser.parse_args(argv)
-    if not 0.0 <= args.score_threshold <= 1.0:
+    if args.score_threshold is not None and not 0.0 <= args.score_threshold <= 1.0:
         parser.error(f"--score-threshold: {args.score_threshold} is not in 0..1")
     if args.max_detections < 1 or args.batch_size < 1:
         parser.error("--max-detections and --batch-size must be >= 1")
@@ -127,8 +134,9 @@ def pick_device(name: str | None) -> torch.device:
     return device
 
 
-def load_detector(args: argparse.Namespace, score_threshold: float, max_detections: int) -> Detector:
-    """The checkpoint's model on ``--device`` in ``--amp`` precision, with ``--nms-iou`` and ``--flip-tta``."""
+def load_detector(args: argparse.Namespace, score_threshold: float | None, max_detections: int) -> Detector:
+    """The checkpoint's model on ``--device`` in ``--amp`` precision, with ``--nms-iou`` and ``--flip-tta``;
+    ``score_threshold`` None: the checkpoint's presence threshold."""
     device = pick_device(args.device)
     precision = resolve_precision(args.amp, device, key="--amp")
     log.info(describe_precision("--amp", args.amp, precision))
@@ -223,10 +231,15 @@ def predict_videos(args: argparse.Namespace) -> None:
         videos = dataset_videos(args.dataset)
     # With the filter, the detector keeps every score: the filter's own thresholds decide.
     detector = load_detector(args, score_threshold=0.0 if temporal else args.score_threshold, max_detections=1)
+    threshold = detector.score_threshold if temporal is None else detector.resolve_threshold(
+        CALIBRATED if args.score_threshold is None else args.score_threshold)[0]
+    if temporal is not None:
+        temporal = resolve_temporal(temporal, threshold)
+        log.info("temporal: on at %.4g, off below %.4g", temporal.on_threshold, temporal.off_threshold)
     entries, total = [], None
     for vid, path, templates in videos:
         detector.set_templates(templates)
-        answers = search_video(detector, path, vid, temporal, args.score_threshold, args.batch_size)
+        answers = search_video(detector, path, vid, temporal, threshold, args.batch_size)
         report_speed(answers)
         entries.append(submission_entry(answers))
         frames, seconds = answers.frames, answers.seconds
@@ -256,7 +269,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.visualize:
         write_visualizations(args.out, search, detections)
     hits = sum(len(d.scores) > 0 for d in detections)
-    log.info("%d images, %d with a detection, %d detections -> %s", len(search), hits, len(table), args.out)
+    log.info("%d images, %d with a detection, %d detections at score threshold %.4g -> %s", len(search), hits,
+             len(table), detector.score_threshold, args.out)
 
 
 if __name__ == "__main__":

@@ -51,6 +51,10 @@ def test_params_are_frozen():
         ({"model": {"backbone": {"pretrained": 1}}}, "model.backbone.pretrained: 1 is not true/false or a string"),
         ({"train": {"lr": 1e-4, "min_lr": 1e-3}}, "train.min_lr"),
         ({"train": 5}, "train: expected a mapping"),
+        ({"evaluate": {"score_threshold": "auto"}}, "evaluate.score_threshold: 'auto' is not a number or one of calibrated"),
+        ({"evaluate": {"score_threshold": 1.5}}, "evaluate.score_threshold: 1.5 is out of range, must be <= 1.0"),
+        ({"evaluate": {"score_threshold": True}}, "evaluate.score_threshold: True is not a number or one of calibrated"),
+        ({"train": {"presence_metric": "ap"}}, "train.presence_metric: 'ap' is not one of f1, st_iou"),
     ],
 )
 def test_bad_values_name_the_key(raw, message):
@@ -139,3 +143,11 @@ def test_a_part_keeps_its_type_and_round_trips_through_to_raw():
     assert [s.type for s in model.similarities] == ["colour"]
     assert parse_params({"model": to_raw(model)}).model == model
     assert parse_params({"model": {"similarities": None}}).model.similarities == ()
+
+
+def test_score_threshold_is_calibrated_or_a_number():
+    assert parse_params({}).evaluate.score_threshold == "calibrated"
+    assert parse_params({"evaluate": {"score_threshold": "calibrated"}}).evaluate.score_threshold == "calibrated"
+    assert parse_params({"evaluate": {"score_threshold": 0.45}}).evaluate.score_threshold == 0.45
+    assert parse_params({"evaluate": {"score_threshold": 0}}).evaluate.score_threshold == 0.0
+    assert parse_params({"train": {"presence_metric": "st_iou"}}).train.presence_metric == "st_iou"

@@ -31,8 +31,10 @@ def test_dvc_yaml_paths_agree_with_pipeline_paths():
         assert str(scored.metrics) in metrics[stage]
         plots = [next(iter(p)) if isinstance(p, dict) else p for p in stages[stage]["plots"]]
         assert {str(scored.pr_curve), str(scored.score_hist)} <= set(plots)
-        for path in (scored.per_object, scored.per_size, scored.frames, scored.predictions, scored.gallery):
+        for path in (scored.per_object, scored.per_size, scored.frames, scored.predictions, scored.reliability,
+                     scored.gallery):
             assert str(path) in outs[stage]
+        assert str(scored.reliability) in stages["report"]["deps"]
     assert str(paths.realset) in outs["realset"] and str(paths.realset) in stages["evaluate"]["deps"]
     assert str(paths.realset_evaluation.folder) in outs["evaluate"]
     assert str(paths.realset_evaluation.folder) in stages["report"]["deps"]

@@ -52,10 +52,13 @@ def test_evaluate_any_data_set(workdir, tmp_path, fmt, request):
     frames = pd.read_csv(out / "frames.csv")
     assert metrics["frames"] == len(frames) > 0
     assert metrics["objects"] == frames["object_id"].nunique()
-    for key in ("AP", "AP50", "precision", "recall", "f1", "success", "fp_rate", "ms_per_frame"):
+    for key in ("AP", "AP50", "precision", "recall", "f1", "success", "fp_rate", "ms_per_frame", "ece"):
         assert key in metrics
     assert metrics["ms_per_frame"] > 0
-    for name in ("per_object.csv", "per_size.csv", "pr_curve.csv", "score_hist.csv", "predictions.csv", "gallery.png"):
+    # the checkpoint saved no presence threshold: calibrated falls back to 0.3
+    assert (metrics["score_threshold"], metrics["score_threshold_source"]) == (0.3, "default")
+    for name in ("per_object.csv", "per_size.csv", "pr_curve.csv", "score_hist.csv", "predictions.csv",
+                 "reliability.csv", "gallery.png"):
         assert (out / name).is_file(), name
     # every frame of both splits is scored, and nothing is written into the data set or the repo
     assert sorted(p.relative_to(root) for p in root.rglob("*")) == before
@@ -125,3 +128,32 @@ def test_unwritable_out_fails_before_any_frame_is_scored(workdir, cpn_root, tmp_
     out = tmp_path / "a-file" / "scores"  # under a regular file: not writable, not even by root
     with pytest.raises(UserError, match="--out cannot be written"):
         main(["--data", str(cpn_root), "--out", str(out)])
+
+
+def test_the_checkpoint_threshold_is_used_unless_params_override_it(workdir, cpn_root, tmp_path, caplog):
+    from pipeline.engine.checkpoint import load_checkpoint
+
+    best = workdir / "models" / "best.pt"
+    save_checkpoint(best, {**load_checkpoint(best), "presence": {"score_threshold": 0.42, "metric": "f1",
+                                                                   "value": 0.5, "frames": 10}})
+    with caplog.at_level("INFO"):
+        main(["--data", str(cpn_root), "--out", str(tmp_path / "a")])
+    metrics = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    assert (metrics["score_threshold"], metrics["score_threshold_source"]) == (0.42, "checkpoint")
+    assert "no calibrated presence threshold" not in caplog.text
+    frames = pd.read_csv(tmp_path / "a" / "frames.csv")
+    assert set(frames.loc[frames["score"] < 0.42, "outcome"]) <= {"FN", "TN"}
+
+    (workdir / "params.yaml").write_text("templates: {size: 32, workers: 1}\n"
+                                         "evaluate: {gallery_frames: 2, score_threshold: 0.05}\n")
+    main(["--data", str(cpn_root), "--out", str(tmp_path / "b")])
+    metrics = json.loads((tmp_path / "b" / "metrics.json").read_text())
+    assert (metrics["score_threshold"], metrics["score_threshold_source"]) == (0.05, "params")
+
+
+def test_a_bad_threshold_word_names_the_key(workdir, cpn_root):
+    from pipeline.config import ConfigError
+
+    (workdir / "params.yaml").write_text("templates: {size: 32, workers: 1}\nevaluate: {score_threshold: auto}\n")
+    with pytest.raises(ConfigError, match="evaluate.score_threshold: 'auto' is not a number or one of calibrated"):
+        main(["--data", str(cpn_root)])

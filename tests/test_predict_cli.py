@@ -172,3 +172,45 @@ def test_unwritable_out_fails_first_naming_it(checkpoint, data, tmp_path, monkey
     with pytest.raises(UserError, match=f"^{tmp_path / 'a-file' / 'out'}: --out cannot be written "
                                         f"\\({tmp_path / 'a-file'} is not a folder\\)$"):
         main(["--checkpoint", str(checkpoint), "--templates", str(refs), *what, "--out", str(out)])
+
+
+def test_the_checkpoint_threshold_is_the_default_and_the_flag_overrides_it(checkpoint, data, tmp_path, caplog):
+    from pipeline.engine.checkpoint import load_checkpoint
+
+    refs, frames = data
+    run(checkpoint, refs, frames, tmp_path / "all", "--score-threshold", "0")
+    scores = pd.read_csv(tmp_path / "all" / "predictions.csv")["score"]
+    t = float(scores.max())
+    calibrated = tmp_path / "calibrated.pt"
+    save_checkpoint(calibrated, {**load_checkpoint(checkpoint),
+                                 "presence": {"score_threshold": t, "metric": "f1", "value": 0.5, "frames": 4}})
+    assert Detector.from_checkpoint(calibrated).score_threshold == t
+    run(calibrated, refs, frames, tmp_path / "cal")
+    kept = pd.read_csv(tmp_path / "cal" / "predictions.csv")["score"]
+    assert 0 < len(kept) < len(scores) and (kept >= t - 1e-4).all()  # the CSV rounds scores to 4 decimals
+    run(calibrated, refs, frames, tmp_path / "flag", "--score-threshold", "0")
+    assert len(pd.read_csv(tmp_path / "flag" / "predictions.csv")) == len(scores)
+    # an older checkpoint: 0.3, said once in the log
+    with caplog.at_level("INFO"):
+        assert Detector.from_checkpoint(checkpoint).score_threshold == 0.3
+    assert caplog.text.count("no calibrated presence threshold") == 1
+
+
+def test_video_temporal_thresholds_follow_the_checkpoint(checkpoint, data, tmp_path, caplog):
+    from pipeline.engine.checkpoint import load_checkpoint
+
+    refs, _ = data
+    calibrated = tmp_path / "calibrated.pt"
+    save_checkpoint(calibrated, {**load_checkpoint(checkpoint),
+                                 "presence": {"score_threshold": 0.6, "metric": "f1", "value": 0.5, "frames": 4}})
+    video = write_video(tmp_path / "clip.mp4", 3)
+    params = tmp_path / "params.yaml"
+    params.write_text("temporal: {min_on_frames: 1}\n")
+    with caplog.at_level("INFO"):
+        main(["--checkpoint", str(calibrated), "--templates", str(refs), "--video", str(video), "--out",
+              str(tmp_path / "v"), "--params", str(params)])
+        main(["--checkpoint", str(calibrated), "--templates", str(refs), "--video", str(video), "--out",
+              str(tmp_path / "w"), "--params", str(params), "--score-threshold", "0.3"])
+    assert "temporal: on at 0.6, off below 0.4" in caplog.text
+    assert "temporal: on at 0.3, off below 0.2" in caplog.text
+    assert (tmp_path / "v" / "submission.json").is_file()

@@ -76,7 +76,7 @@ def test_change_against_committed_metrics(tmp_path):
 def test_missing_optional_inputs_are_lines_not_crashes(tmp_path):
     paths = make_report_root(tmp_path, baseline=False, train_curve=False)
     for path in (paths.evaluation.per_object, paths.evaluation.per_size, paths.evaluation.pr_curve,
-                 paths.evaluation.gallery):
+                 paths.evaluation.reliability, paths.evaluation.gallery):
         path.unlink()
     paths.figures.mkdir(parents=True)
     (paths.figures / "stale.png").write_bytes(b"old")
@@ -86,7 +86,7 @@ def test_missing_optional_inputs_are_lines_not_crashes(tmp_path):
     for line in ("No baseline results: `reports/baseline/metrics.json` not found (made by stage `baseline`).",
                  "No training curve: `reports/train_curve.csv` not found (made by stage `train`).",
                  "No per-object results:", "No per-size results:", "No precision-recall curve:", "No gallery:",
-                 "No MLflow runs yet."):
+                 "No reliability table:", "No MLflow runs yet."):
         assert line in text
     assert "![" not in text
     assert list(paths.figures.iterdir()) == []  # the folder is rewritten whole: no stale figures
@@ -141,3 +141,17 @@ def test_real_photo_check_set_stands_beside_the_demo(tmp_path):
     main(paths)
     assert "| metric | model | baseline |" in paths.report.read_text()
     assert "No real-photo check set was scored" in paths.report.read_text()
+
+
+def test_report_shows_ece_and_the_reliability_diagram(tmp_path):
+    paths = make_report_root(tmp_path)
+    metrics = json.loads(paths.evaluation.metrics.read_text())
+    paths.evaluation.metrics.write_text(json.dumps({**metrics, "score_threshold": 0.42,
+                                                    "score_threshold_source": "checkpoint"}))
+    main(paths)
+    text = paths.report.read_text()
+    headline = text[:text.index("## Change against")]
+    assert "| ECE (top-1 score) | 0.087 | 0.087 |" in headline  # model, baseline
+    assert "score threshold 0.420 (model, chosen on the validation split at the end of training" in headline
+    assert "![Reliability of the top-1 score](figures/reliability.png)" in text
+    assert (paths.figures / "reliability.png").read_bytes().startswith(b"\x89PNG")

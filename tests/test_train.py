@@ -60,6 +60,21 @@ def test_train_writes_outputs_and_an_mlflow_run(data_repo, tmp_path):
     assert got.data.tags["dvc_exp_name"] == "tiny-exp"
     assert got.data.tags["train.amp.resolved"] == auto
     assert got.data.tags["train.amp.hardware"] == f"cpu: {cpu_info().describe()}"
+    _check_presence(root, metrics, got.data.metrics)
+
+
+def _check_presence(root, metrics, mlflow_metrics):
+    """best.pt holds the presence threshold chosen on val, the summary and MLflow say the same,
+    and the inference API and evaluate use it by default."""
+    from pipeline.inference import Detector
+
+    presence = _state(root / "models/best.pt")["presence"]
+    assert presence == metrics["presence"]
+    assert presence["metric"] == "f1" and presence["epoch"] == metrics["best"]["epoch"]
+    assert presence["frames"] > 0 and 0.01 <= presence["score_threshold"] <= 1
+    assert mlflow_metrics["presence_score_threshold"] == pytest.approx(presence["score_threshold"])
+    assert Detector.from_checkpoint(root / "models/best.pt").score_threshold == presence["score_threshold"]
+    assert Detector.from_checkpoint(root / "models/best.pt", score_threshold=0.5).score_threshold == 0.5
 
 
 def test_killed_run_resumes_to_the_same_model(data_repo, tmp_path):
@@ -75,6 +90,17 @@ def test_killed_run_resumes_to_the_same_model(data_repo, tmp_path):
     assert a["epoch"] == b["epoch"] == 1 and a["step"] == b["step"]
     for key, tensor in a["model"].items():
         torch.testing.assert_close(b["model"][key], tensor, rtol=0, atol=0, msg=key)
+    # the resumed run chose the same presence threshold; resuming the finished run keeps it, and
+    # another presence metric chooses again on the same weights without retraining
+    assert _state(resumed / "models/best.pt")["presence"] == _state(straight / "models/best.pt")["presence"]
+    again = _train(resumed)
+    assert "resuming from models/last.pt at epoch 2" in again.stderr and "presence threshold" not in again.stderr
+    set_params(resumed, {"train": {"presence_metric": "st_iou"}})
+    st = _train(resumed)
+    assert "resuming from models/last.pt at epoch 2" in st.stderr
+    presence = _state(resumed / "models/best.pt")["presence"]
+    assert presence["metric"] == "st_iou" and 0 <= presence["value"] <= 1
+    assert json.loads((resumed / "reports/train_metrics.json").read_text())["presence"] == presence
 
 
 def test_other_params_do_not_resume(data_repo, tmp_path):

@@ -24,22 +24,27 @@ from pipeline.data.dataset import EvalDataset, Sample, TrainDataset, collate, lo
 from pipeline.data.scratch import ScratchSet
 from pipeline.detector import build_criterion, build_detector
 from pipeline.engine import distributed as ddp
-from pipeline.engine.amp import describe_precision, precision_tags, resolve_precision
+from pipeline.engine.amp import Precision, describe_precision, precision_tags, resolve_precision
 from pipeline.engine.checkpoint import load_checkpoint, params_digest, rng_state, save_checkpoint, set_rng_state
-from pipeline.engine.loop import StepState, train_one_epoch, validate
+from pipeline.engine.loop import StepState, predict_loader, train_one_epoch, validate
 from pipeline.engine.schedule import build_scheduler
 from pipeline.engine.tracking import Tracker, default_tracking_uri, dvc_tags, run_name
+from pipeline.metrics.calibration import DEFAULT_THRESHOLD, choose_threshold
+from pipeline.metrics.topone import top1_table
 from pipeline.paths import Paths
 from pipeline.realset import is_built
 
 log = logging.getLogger(__name__)
 
-#: What ``best.pt`` keeps of a full checkpoint: enough to rebuild the model and trace its run.
+#: What ``best.pt`` keeps of a full checkpoint: enough to rebuild the model and trace its run. At
+#: the end of a run :func:`calibrate_presence` adds ``presence``, the score threshold chosen on
+#: the validation split with these weights.
 BEST_KEYS = ("model", "epoch", "best", "digest", "run_id", "model_config", "template_size", "template_pad",
              "template_pad_value")
 
-#: Fields that do not change what a run computes; a resume may differ in them.
-_RUN_INDEPENDENT = {"resume", "workers", "log_every"}
+#: Fields that do not change what a run computes; a resume may differ in them (``presence_metric``
+#: only changes the threshold chosen after the last epoch, which a resumed run chooses again).
+_RUN_INDEPENDENT = {"resume", "workers", "log_every", "presence_metric"}
 
 
 def seed_everything(seed: int) -> None:
@@ -182,8 +187,35 @@ def last_as_best(last_path: Path, best_path: Path) -> dict:
     return record
 
 
+def calibrate_presence(model: nn.Module, best_path: Path, loader: DataLoader, samples: Sequence[Sample],
+                       metric: str, precision: Precision, device: torch.device, channels_last: bool) -> dict:
+    """Choose the presence threshold with ``best_path``'s weights on ``loader`` (the validation
+    split, ``samples`` its frames) and save it in ``best_path`` as ``presence`` (atomically):
+    ``{"score_threshold", "metric", "value", "frames", "epoch"}``; returns that record.
+
+    A best.pt that already holds one for its own epoch and ``metric`` (a finished run resumed) is
+    kept as it is. ``model`` is left holding the best weights.
+    """
+    best = load_checkpoint(best_path)
+    saved = best.get("presence")
+    if isinstance(saved, dict) and saved.get("metric") == metric and saved.get("epoch") == best.get("epoch"):
+        return saved
+    _unwrap(model).load_state_dict(best["model"])
+    ev = EvaluateConfig()  # the defaults, as validation: tuning the evaluate section must never retrain
+    dets, order = predict_loader(model, loader, precision, device, 0.0, ev.nms_iou, ev.max_detections, channels_last)
+    table = top1_table([samples[i].box for i in order], dets)
+    chosen = choose_threshold(table, metric, ev.iou_threshold, [samples[i].sequence_id for i in order])
+    record = {**chosen.as_dict(), "epoch": best["epoch"]}
+    save_checkpoint(best_path, {**best, "presence": record})
+    log.info("presence threshold %.4g (train.presence_metric %s: %s on %d validation frames, epoch %d) -> %s",
+             chosen.score_threshold, metric, "n/a" if chosen.value is None else f"{chosen.value:.4g}", chosen.frames,
+             best["epoch"], best_path)
+    return record
+
+
 def fit(params: Params, paths: Paths) -> dict:
-    """Train per ``params`` and write ``paths.models`` (last.pt, best.pt, run.json).
+    """Train per ``params`` and write ``paths.models`` (last.pt, best.pt with the presence
+    threshold of :func:`calibrate_presence`, run.json).
 
     Returns the final summary (also written to ``paths.train_metrics`` by the stage).
     """
@@ -277,13 +309,14 @@ def fit(params: Params, paths: Paths) -> dict:
         )
         row = {"epoch": epoch, **{f"train_{k}": v for k, v in epoch_stats.items()}}
         if info.is_main and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs):
-            # Default thresholds on purpose: tuning the evaluate section must never retrain.
+            # Default thresholds on purpose: tuning the evaluate section must never retrain. The top-1
+            # metrics of the history use the fixed 0.3 (comparable across epochs and runs).
             ev = EvaluateConfig()
-            val = validate(model, val_loader, val_gt, precision, device, ev.score_threshold, ev.nms_iou,
+            val = validate(model, val_loader, val_gt, precision, device, DEFAULT_THRESHOLD, ev.nms_iou,
                            ev.max_detections, ev.iou_threshold, cfg.channels_last)
             row.update({f"val_{k}": v for k, v in val.items()})
             if real is not None:  # watched, never used to pick the best epoch: the check set stays unseen
-                val = validate(model, real_loader, real_gt, precision, device, ev.score_threshold, ev.nms_iou,
+                val = validate(model, real_loader, real_gt, precision, device, DEFAULT_THRESHOLD, ev.nms_iou,
                                ev.max_detections, ev.iou_threshold, cfg.channels_last)
                 row.update({f"val_real_{k}": v for k, v in val.items()})
         row["wall_minutes"] = minutes_before + (time.monotonic() - started) / 60
@@ -314,10 +347,20 @@ def fit(params: Params, paths: Paths) -> dict:
         # Nothing to resume had a trustworthy best.pt (e.g. a finished run whose best.pt was
         # removed): the last epoch becomes the best, with its own record.
         best = last_as_best(last_path, best_path)
+    presence = None
+    if info.is_main and best_path.is_file():
+        # After the last epoch, also when resuming a finished run: best.pt never lacks its threshold.
+        presence = calibrate_presence(model, best_path, val_loader, val_samples, cfg.presence_metric, precision,
+                                      device, cfg.channels_last)
+        tracker.log_metrics({"presence_score_threshold": presence["score_threshold"],
+                             **({f"presence_{presence['metric']}": presence["value"]}
+                                if presence["value"] is not None else {})})
+    ddp.barrier(info)
     if real is not None:
         real.close()
-    summary = {"epochs": cfg.epochs, "steps": state.step, "best": best, "history": state.history,
-               "run_id": run_id, "tracking_uri": tracker.tracking_uri, "precision": precision.name}
+    summary = {"epochs": cfg.epochs, "steps": state.step, "best": best, "presence": presence,
+               "history": state.history, "run_id": run_id, "tracking_uri": tracker.tracking_uri,
+               "precision": precision.name}
     summary["tracker"] = tracker
     ddp.cleanup(info)
     return summary

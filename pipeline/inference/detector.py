@@ -13,6 +13,8 @@ they meant on the validation set. Boxes come back in the original image's pixels
 
 from __future__ import annotations
 
+import logging
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
@@ -24,16 +26,19 @@ from torch import Tensor, nn
 from torchvision.ops import nms
 
 from pipeline.cli import UserError
-from pipeline.config import ConfigError, ModelConfig, parse_params
+from pipeline.config import CALIBRATED, ConfigError, ModelConfig, parse_params
 from pipeline.data.frames import Sample, read_frame, resize, to_tensor_array
 from pipeline.data.decode import BadImage, decoded_size
 from pipeline.data.imageio import PAD_MODES, PadMode, pad_to_square, square_template
 from pipeline.detector.model import ReferenceDetector, build_detector
 from pipeline.engine.amp import Precision, resolve_precision
 from pipeline.engine.checkpoint import load_checkpoint
+from pipeline.metrics.calibration import DEFAULT_THRESHOLD
 
 if TYPE_CHECKING:  # imported lazily: onnxruntime is needed only for from_onnx
     from pipeline.inference.onnx_model import OnnxDetectorModel
+
+log = logging.getLogger(__name__)
 
 #: A file path, or an ``H x W x 3`` uint8 RGB array.
 ImageInput = str | Path | np.ndarray
@@ -62,7 +67,8 @@ class Detector:
             :class:`~pipeline.inference.onnx_model.OnnxDetectorModel` (see :meth:`from_onnx`).
         template_size: side of the square references the model was trained with.
         search_size: ``(width, height)`` frames are resized to before the model sees them.
-        score_threshold: detections scoring below are dropped.
+        score_threshold: detections scoring below are dropped (:meth:`from_checkpoint`: by default
+            the presence threshold training saved, see :meth:`resolve_threshold`).
         nms_iou: IoU above which the lower-scoring of two boxes is suppressed.
         max_detections: at most this many detections per image.
         flip_tta: also search the mirrored frame with mirrored references and merge (2x cost).
@@ -115,6 +121,10 @@ class Detector:
         self._templates: Tensor | None = None  # [1, K, 3, T, T] on device
         self._encoded: list[Tensor] | None = None
         self._encoded_flipped: list[Tensor] | None = None  # computed on first flip-TTA use
+        #: The checkpoint's saved presence record (``best.pt`` key ``presence``: score_threshold,
+        #: metric, value, frames), None when it has none (an older run, an ONNX model).
+        self.presence: dict | None = None
+        self._told_default = False
 
     @classmethod
     def from_checkpoint(
@@ -123,13 +133,16 @@ class Detector:
         device: str | torch.device = "cpu",
         *,
         search_size: tuple[int, int] | None = None,
+        score_threshold: float | None = None,
         **kwargs,
     ) -> Detector:
         """Rebuild the model of a ``best.pt`` / ``last.pt`` written by training.
 
         ``search_size`` defaults to the one trained with, the template padding to the
-        checkpoint's ``template_pad`` / ``template_pad_value`` if stored; other keyword arguments
-        go to :class:`Detector`. A missing, foreign or damaged file raises :class:`UserError` naming it.
+        checkpoint's ``template_pad`` / ``template_pad_value`` if stored, ``score_threshold`` to
+        the presence threshold training chose on the validation split and saved (0.3, logged,
+        for a checkpoint without one); other keyword arguments go to :class:`Detector`. A
+        missing, foreign or damaged file raises :class:`UserError` naming it.
         """
         ckpt = load_checkpoint(path, map_location="cpu")
         missing = [k for k in ("model_config", "template_size") if k not in ckpt]
@@ -154,7 +167,11 @@ class Detector:
         for key in ("template_pad", "template_pad_value"):
             if key in ckpt:
                 kwargs.setdefault(key, ckpt[key])
-        return cls(model, template_size, size, device=device, **kwargs)
+        detector = cls(model, template_size, size, device=device, score_threshold=score_threshold or 0.0, **kwargs)
+        detector.presence = saved_presence(ckpt, path)
+        if score_threshold is None:
+            detector.score_threshold, _ = detector.resolve_threshold(CALIBRATED)
+        return detector
 
     @classmethod
     def from_onnx(
@@ -173,6 +190,21 @@ class Detector:
         kwargs.setdefault("template_pad", model.info.template_pad)
         kwargs.setdefault("template_pad_value", model.info.template_pad_value)
         return cls(model, model.template_size, model.search_size, device="cpu", **kwargs)
+
+    def resolve_threshold(self, value: float | str | None) -> tuple[float, str]:
+        """The score threshold ``value`` stands for and where it comes from: a number is itself
+        (``"params"``); ``"calibrated"`` or None is the checkpoint's saved presence threshold
+        (``"checkpoint"``), or :data:`~pipeline.metrics.calibration.DEFAULT_THRESHOLD` when it
+        saved none (``"default"``, said once in the log)."""
+        if value is not None and value != CALIBRATED:
+            return float(value), "params"
+        if self.presence is not None:
+            return float(self.presence["score_threshold"]), "checkpoint"
+        if not self._told_default:
+            log.info("the model has no calibrated presence threshold (trained by an older version, or ONNX); "
+                     "using score threshold %s", DEFAULT_THRESHOLD)
+            self._told_default = True
+        return DEFAULT_THRESHOLD, "default"
 
     # -- templates ---------------------------------------------------------------------------
 
@@ -287,6 +319,18 @@ class Detector:
         return Detections(
             boxes[keep].float().cpu().numpy().reshape(-1, 4), scores[keep].float().cpu().numpy().reshape(-1)
         )
+
+
+def saved_presence(ckpt: dict, path: str | Path) -> dict | None:
+    """The checkpoint's ``presence`` record (a dict with ``score_threshold`` in 0..1), None when
+    it has none; a malformed one is a :class:`UserError` naming the file."""
+    presence = ckpt.get("presence")
+    if presence is None:
+        return None
+    t = presence.get("score_threshold") if isinstance(presence, dict) else None
+    if isinstance(t, bool) or not isinstance(t, (int, float)) or not (0.0 <= t <= 1.0) or math.isnan(t):
+        raise UserError(f"{path}: stored presence threshold {presence!r} is not a number in 0..1")
+    return dict(presence)
 
 
 def _model_config(raw: dict, path: str | Path) -> ModelConfig:

@@ -15,10 +15,17 @@ real object stays for many frames. Per frame, in order:
 
 :class:`TemporalFilter` is causal and streams: :meth:`~TemporalFilter.push` returns the answers
 that are final, at most ``min_on_frames - 1`` frames late; :meth:`~TemporalFilter.flush` the rest.
+
+Thresholds set to ``calibrated`` follow the per-frame presence threshold in use (the checkpoint's
+calibrated one, or ``evaluate.score_threshold`` / ``--score-threshold`` where a number overrides
+it): ``on_threshold`` = that threshold, ``off_threshold`` = :data:`OFF_RATIO` of the on threshold
+(:func:`resolve_temporal`); the filter itself takes numbers only.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -26,7 +33,24 @@ import numpy as np
 import torch
 from torchvision.ops import box_iou
 
-from pipeline.config import TemporalConfig
+from pipeline.config import CALIBRATED, TemporalConfig
+
+log = logging.getLogger(__name__)
+
+#: ``off_threshold: calibrated`` is this share of the on threshold (0.2 / 0.3, the fixed defaults
+#: the hysteresis had before the presence threshold was calibrated).
+OFF_RATIO = 2 / 3
+
+
+def resolve_temporal(cfg: TemporalConfig, presence_threshold: float) -> TemporalConfig:
+    """``cfg`` with numeric thresholds: ``calibrated`` on = ``presence_threshold``, ``calibrated``
+    off = :data:`OFF_RATIO` x on. A number for off above the resolved on is lowered to it (logged)."""
+    on = presence_threshold if cfg.on_threshold == CALIBRATED else cfg.on_threshold
+    off = round(OFF_RATIO * on, 6) if cfg.off_threshold == CALIBRATED else cfg.off_threshold
+    if off > on:  # type: ignore[operator]
+        log.warning("temporal.off_threshold %.3g exceeds the on threshold %.3g; using %.3g for both", off, on, on)
+        off = on
+    return dataclasses.replace(cfg, on_threshold=float(on), off_threshold=float(off))  # type: ignore[arg-type]
 
 
 class Answer(NamedTuple):
@@ -41,6 +65,8 @@ class TemporalFilter:
     """Streaming score smoothing, on/off hysteresis and box smoothing (see the module docstring)."""
 
     def __init__(self, cfg: TemporalConfig) -> None:
+        if isinstance(cfg.on_threshold, str) or isinstance(cfg.off_threshold, str):
+            raise ValueError("TemporalFilter: thresholds are 'calibrated'; resolve them first (resolve_temporal)")
         if cfg.off_threshold > cfg.on_threshold:
             raise ValueError(f"off_threshold {cfg.off_threshold} exceeds on_threshold {cfg.on_threshold}")
         self.cfg = cfg

@@ -19,6 +19,7 @@ def write_scores(out: ScoredOutputs, scores: Scores) -> None:
     write_csv(out.per_size, scores.per_size)
     write_csv(out.pr_curve, scores.pr_curve)
     write_csv(out.score_hist, scores.score_hist)
+    write_csv(out.reliability, scores.reliability)
     write_csv(out.frames, scores.frames)
     write_csv(out.sequences, scores.sequences)
 
@@ -34,12 +35,14 @@ def score_and_write(
     gallery_frames: int,
     temporal_boxes: Sequence[Sequence[float] | None] | None = None,
     dtype: str | None = None,
+    score_threshold_source: str | None = None,
 ) -> Scores:
     """Score ``detections`` (one ``(boxes [N,4] xyxy original px, scores [N])`` per sample) and
     write every file of ``out``; returns the scores. ``temporal_boxes``: one answer per sample
-    after temporal post-processing, for ``st_iou_temporal``; ``dtype``: the model's arithmetic."""
+    after temporal post-processing, for ``st_iou_temporal``; ``dtype``: the model's arithmetic;
+    ``score_threshold_source``: where the threshold came from (in the summary when given)."""
     scores = score_detections(samples, detections, score_threshold, iou_threshold, ms_per_frame, temporal_boxes,
-                              dtype)
+                              dtype, score_threshold_source)
     write_scores(out, scores)
     write_csv(out.predictions, predictions_table(samples, detections))
     with atomic_path(out.gallery) as tmp:

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.data.dataset import Sample
+from pipeline.metrics.calibration import expected_calibration_error, reliability_table
 from pipeline.metrics.coco import SIZE_BINS, coco_ap
 from pipeline.metrics.stiou import sequence_table, summarize_sequences, thresholded, top1
 from pipeline.metrics.topone import Detection, outcomes, pr_curve, score_histogram, summarize, top1_table
@@ -35,6 +36,7 @@ class Scores:
     score_hist: pd.DataFrame
     frames: pd.DataFrame
     sequences: pd.DataFrame  # one row per sequence: ST-IoU (:data:`pipeline.metrics.stiou.SEQUENCE_COLUMNS`)
+    reliability: pd.DataFrame  # top-1 score calibration (:data:`pipeline.metrics.calibration.RELIABILITY_COLUMNS`)
 
 
 def _clean(value: float | int | None) -> float | int | None:
@@ -57,6 +59,7 @@ def score_detections(
     ms_per_frame: float | None = None,
     temporal_boxes: Sequence[Sequence[float] | None] | None = None,
     dtype: str | None = None,
+    score_threshold_source: str | None = None,
 ) -> Scores:
     """Score per-frame detections (original pixels, one entry per sample, same order).
 
@@ -66,7 +69,8 @@ def score_detections(
     of the top-1 box above ``score_threshold`` per frame, ``st_iou_temporal`` of
     ``temporal_boxes`` (one answer per sample after temporal post-processing; None if not given),
     and ``inference_dtype``, the arithmetic the model ran in (``dtype``: fp32, bf16, fp16), which
-    ``ms_per_frame`` depends on.
+    ``ms_per_frame`` depends on; ``ece``, the expected calibration error of the top-1 score
+    (:mod:`pipeline.metrics.calibration`, 10 bins), and ``score_threshold_source`` when given.
     """
     if len(samples) != len(detections):
         raise ValueError(f"{len(samples)} frames but {len(detections)} detection lists")
@@ -94,7 +98,11 @@ def score_detections(
     summary["ms_per_frame"] = _clean(ms_per_frame)
     summary["inference_dtype"] = dtype
     summary["score_threshold"] = score_threshold
+    if score_threshold_source is not None:
+        summary["score_threshold_source"] = score_threshold_source
     summary["iou_threshold"] = iou_threshold
+    reliability = reliability_table(table, iou_threshold)
+    summary["ece"] = _clean(expected_calibration_error(reliability))
 
     per_object = [
         {"object_id": obj, **summarize(group.reset_index(drop=True), score_threshold, iou_threshold)}
@@ -118,6 +126,7 @@ def score_detections(
         score_hist=score_histogram(table),
         frames=frames[FRAME_COLUMNS],
         sequences=sequences,
+        reliability=reliability,
     )
 
 

@@ -1,4 +1,5 @@
-"""The report's PNG figures: training curves, precision-recall curves, the evaluate gallery.
+"""The report's PNG figures: training curves, precision-recall curves, the reliability diagram, the
+evaluate gallery.
 
 Byte-identical on the same inputs: fixed size and dpi, and no "Software" (matplotlib version)
 entry in the PNG metadata, so a figure changes in git only when its data does.
@@ -23,6 +24,7 @@ from pipeline.reporting.inputs import ReportInputs  # noqa: E402
 DPI = 100
 TRAIN_CURVE = "train_curve.png"
 PR_CURVE = "pr_curve.png"
+RELIABILITY = "reliability.png"
 GALLERY = "gallery.png"
 # train_curve.csv columns that are not loss terms (after dropping the "train_" prefix)
 NOT_LOSS = {"epoch", "lr", "images_per_s"}
@@ -99,6 +101,27 @@ def plot_pr_curves(curves: Sequence[tuple[str, pd.DataFrame]], out: Path) -> Pat
     return save_png(fig, out)
 
 
+def plot_reliability(tables: Sequence[tuple[str, pd.DataFrame, float | None]], out: Path) -> Path:
+    """Reliability diagram: per score bin the share of frames whose top-1 box is correct against
+    the bin's mean top-1 score, one line per (label, reliability.csv, ECE); the diagonal is a
+    perfectly calibrated score. Empty bins are left out."""
+    fig, ax = plt.subplots(figsize=(5, 4.5))
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="calibrated")
+    for label, rel, ece in tables:
+        rows = rel[pd.to_numeric(rel["frames"], errors="coerce") > 0]
+        name = label if ece is None else f"{label} (ECE {ece:.3f})"
+        ax.plot(pd.to_numeric(rows["mean_score"]), pd.to_numeric(rows["accuracy"]), marker="o", label=name)
+    ax.set_xlim(0, 1.02)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("mean top-1 score in the bin")
+    ax.set_ylabel("share of frames with a correct top-1 box")
+    ax.set_title("reliability (10 score bins)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    return save_png(fig, out)
+
+
 def write_figures(inputs: ReportInputs, folder: Path) -> list[Figure]:
     """Draw or copy every figure into ``folder``; the list names each, in the report's order."""
     figures = []
@@ -117,6 +140,20 @@ def write_figures(inputs: ReportInputs, folder: Path) -> list[Figure]:
         figures.append(Figure("Precision-recall", PR_CURVE))
     else:
         figures.append(Figure("Precision-recall", None, inputs.notes.get("pr_curve", "No precision-recall curve.")))
+
+    tables = [("model", inputs.model)]
+    if inputs.real is not None:
+        tables.append(("model, real photos", inputs.real))
+    if inputs.baseline is not None:
+        tables.append(("baseline", inputs.baseline))
+    drawn_rel = [(label, s.reliability, s.metrics.get("ece")) for label, s in tables
+                 if s.reliability is not None and not s.reliability.empty]
+    if inputs.model.reliability is not None and drawn_rel:
+        plot_reliability(drawn_rel, folder / RELIABILITY)
+        figures.append(Figure("Reliability of the top-1 score", RELIABILITY))
+    else:
+        figures.append(Figure("Reliability of the top-1 score", None,
+                              inputs.notes.get("reliability", "No reliability table.")))
 
     if inputs.model.gallery is not None:
         shutil.copyfile(inputs.model.gallery, folder / GALLERY)

@@ -23,6 +23,7 @@ PER_OBJECT_COLUMNS = ("object_id", "frames", "frames_with_target", "success", "p
 PER_SIZE_COLUMNS = ("size", "min_px", "max_px", "frames", "AP", "success")
 PR_CURVE_COLUMNS = ("threshold", "precision", "recall")
 SEQUENCE_COLUMNS = ("sequence_id", "object_id", "frames", "frames_with_target", "st_iou", "st_iou_temporal")
+RELIABILITY_COLUMNS = ("bin", "lower", "upper", "frames", "mean_score", "accuracy")
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class Scored:
     pr_curve: pd.DataFrame | None = None
     gallery: Path | None = None
     sequences: pd.DataFrame | None = None
+    reliability: pd.DataFrame | None = None  # top-1 score calibration per score bin
 
 
 @dataclass(frozen=True)
@@ -101,16 +103,18 @@ def read_scored(outputs: ScoredOutputs, root: Path, stage: str, notes: dict[str,
     pr_curve = read_table(outputs.pr_curve, root, stage, PR_CURVE_COLUMNS)
     gallery = outputs.gallery if outputs.gallery.is_file() else None
     sequences = read_table(outputs.sequences, root, stage, SEQUENCE_COLUMNS, ("sequence_id", "object_id"))
+    reliability = read_table(outputs.reliability, root, stage, RELIABILITY_COLUMNS)
     for name, value, what, path in (
         ("per_object", per_object, "per-object results", outputs.per_object),
         ("per_size", per_size, "per-size results", outputs.per_size),
         ("pr_curve", pr_curve, "precision-recall curve", outputs.pr_curve),
         ("gallery", gallery, "gallery", outputs.gallery),
         ("sequences", sequences, "per-sequence results", outputs.sequences),
+        ("reliability", reliability, "reliability table", outputs.reliability),
     ):
         if value is None:
             notes[prefix + name] = _missing_note(what, path, root, stage)
-    return Scored(metrics, per_object, per_size, pr_curve, gallery, sequences)
+    return Scored(metrics, per_object, per_size, pr_curve, gallery, sequences, reliability)
 
 
 def read_inputs(paths: Paths) -> ReportInputs:

@@ -29,6 +29,7 @@ HEADLINE = {
     "success": "success",
     "mean_iou": "mean IoU",
     "fp_rate": "FP rate",
+    "ece": "ECE (top-1 score)",
     "st_iou": "ST-IoU",
     "st_iou_temporal": "ST-IoU (temporal)",
     "ms_per_frame": "ms/frame",
@@ -42,6 +43,13 @@ SIZE_ORDER = ("tiny", "small", "medium", "large")
 NA = "n/a"
 NO_REALSET = ("No real-photo check set was scored (`realset.enabled: false`, or the `realset` and `evaluate` "
               "stages have not run).")
+#: metrics.json ``score_threshold_source`` -> what the headline says about the model's threshold
+THRESHOLD_SOURCE = {
+    "checkpoint": ", chosen on the validation split at the end of training, so the validation figures at it are "
+                  "optimistic; the real-photo column is the unbiased check",
+    "default": ", the fixed default: the checkpoint saved no calibrated threshold",
+    "params": ", set in params (evaluate.score_threshold)",
+}
 REAL_PREFIX = "real_"  # MLflow metrics of the real-photo check set (evaluate logs eval_* and real_*)
 
 
@@ -121,7 +129,7 @@ def headline_section(inputs: ReportInputs) -> str:
         f"Validation split: {format_number(m.get('frames'))} frames, "
         f"{format_number(m.get('frames_with_target'))} with the target, {format_number(m.get('objects'))} objects; "
         f"IoU threshold {format_number(m.get('iou_threshold'))}; score threshold "
-        f"{format_number(m.get('score_threshold'))} (model)"
+        f"{format_number(m.get('score_threshold'))} (model{THRESHOLD_SOURCE.get(m.get('score_threshold_source'), '')})"
     )
     if base is not None:
         context += f", {format_number(base.metrics.get('score_threshold'))} (baseline)"

@@ -1,6 +1,7 @@
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from pipeline.data.dataset import Sample
@@ -135,9 +136,15 @@ def test_score_and_write_writes_every_output(tmp_path):
     dets = [det((10, 10, 40, 40, 0.9)), det((60, 10, 90, 40, 0.8)), det(), det((0, 0, 9, 9, 0.7))]
     out = ScoredOutputs(tmp_path / "eval")
     score_and_write(out, samples, dets, score_threshold=0.5, iou_threshold=0.5, ms_per_frame=None, gallery_frames=2)
-    for path in (out.metrics, out.per_object, out.per_size, out.pr_curve, out.score_hist, out.frames, out.predictions, out.gallery):
+    for path in (out.metrics, out.per_object, out.per_size, out.pr_curve, out.score_hist, out.frames, out.predictions,
+                 out.reliability, out.gallery):
         assert path.is_file() and path.stat().st_size > 0, path
     assert out.gallery.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     metrics = json.loads(out.metrics.read_text())
     assert metrics["ms_per_frame"] is None and metrics["success"] == pytest.approx(1 / 3)
+    # top-1 right in frame 0 only: bin 9 (0.9, right), bin 8 (0.8, wrong), bin 0 (no box), bin 7 (0.7, no target)
+    assert metrics["ece"] == pytest.approx((0.1 + 0.8 + 0.0 + 0.7) / 4)
+    assert "score_threshold_source" not in metrics  # only when the caller says
+    reliability = pd.read_csv(out.reliability)
+    assert reliability["frames"].sum() == 4 and len(reliability) == 10
     assert not list(out.folder.glob("*.tmp"))

@@ -19,7 +19,7 @@ MODEL_METRICS = {
     "AP": 0.41234, "AP50": 0.7, "AP75": 0.35, "AP_tiny": None, "AP_small": 0.3, "AP_medium": 0.5, "AP_large": 0.6,
     "precision": 0.8, "recall": 0.6, "f1": 0.6857142857, "mean_iou": 0.55, "success": 0.625, "fp_rate": 0.125,
     "frames": 40, "frames_with_target": 32, "objects": 3, "ms_per_frame": 12.345, "score_threshold": 0.3,
-    "iou_threshold": 0.5,
+    "iou_threshold": 0.5, "ece": 0.0875,
 }
 BASELINE_METRICS = {**MODEL_METRICS, "AP": 0.1, "AP50": 0.2, "AP75": 0.05, "precision": 0.3, "recall": 0.25,
                     "f1": 0.2727, "mean_iou": 0.2, "success": 0.25, "fp_rate": 0.5, "ms_per_frame": 88.04,
@@ -65,6 +65,12 @@ def write_scored(outputs: ScoredOutputs, metrics: dict, scale: float = 1.0, tabl
         "st_iou": [0.4 * scale, 0.5 * scale, 0.6 * scale],
         "frames_predicted_temporal": [5, 11, 6], "st_iou_temporal": [0.45 * scale, float("nan"), 0.65 * scale],
     }).to_csv(outputs.sequences, index=False)
+    edges = [i / 10 for i in range(11)]
+    pd.DataFrame({
+        "bin": range(10), "lower": edges[:-1], "upper": edges[1:], "frames": [8, 0, 4, 0, 6, 0, 8, 0, 6, 8],
+        "mean_score": [0.02, None, 0.25, None, 0.45, None, 0.65, None, 0.85, 0.95],
+        "accuracy": [0.0, None, 0.25, None, 0.5, None, 0.75 * scale, None, 1.0, 0.875],
+    }).to_csv(outputs.reliability, index=False)
 
 
 def write_train_curve(path: Path, epochs: int = 4) -> None:
