@@ -243,6 +243,7 @@ def graph_info(detector: Detector) -> GraphInfo:
         template_pad=detector.template_pad,
         template_pad_value=detector.template_pad_value,
         decoding=model.decoding,
+        score_threshold=None if detector.presence is None else float(detector.presence["score_threshold"]),
     )
 
 

@@ -44,6 +44,7 @@ TINY_RAW = {"correlation": {"kernel": 3}, "similarities": {"prototypes": {"grid"
             "head": {"type": "joint", "box_prior": 24.0, "similarity_skip": True}, "search_size": [128, 96]}
 TINY_MODEL = model_config(**TINY_RAW)
 T = 32
+PRESENCE = 0.4375  # the tiny checkpoint's calibrated presence threshold
 
 
 class TinyExport(NamedTuple):
@@ -82,7 +83,8 @@ def tiny_export(root: Path) -> TinyExport:
     torch.manual_seed(0)
     base.mkdir(parents=True, exist_ok=True)
     save_checkpoint(ckpt, {"model": build_detector(TINY_MODEL).state_dict(),
-                           "model_config": to_raw(TINY_MODEL), "template_size": T, "epoch": 0})
+                           "model_config": to_raw(TINY_MODEL), "template_size": T, "epoch": 0,
+                           "presence": {"score_threshold": PRESENCE, "metric": "f1", "value": 0.5, "frames": 4}})
     refs, frames = write_scene(base / "scene")
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):
@@ -116,9 +118,13 @@ def test_cli_writes_the_pair_with_metadata_and_a_report(exported):
         onnx.checker.check_model(graph)
         props = {p.key: p.value for p in graph.metadata_props}
         info = GraphInfo.from_props(props, name)
-        assert info == GraphInfo(template_size=T, search_size=(128, 96), stride=4, encoded=2)
+        assert info == GraphInfo(template_size=T, search_size=(128, 96), stride=4, encoded=2, score_threshold=PRESENCE)
         assert props["needle.exporter"] == "dynamo"
         assert not list(exported.onnx.glob("*.data"))  # weights inside the graph files
+    # the calibrated presence threshold travels with the graphs; an explicit one still wins
+    assert Detector.from_onnx(exported.onnx).score_threshold == PRESENCE
+    assert Detector.from_checkpoint(exported.checkpoint).score_threshold == PRESENCE
+    assert Detector.from_onnx(exported.onnx, score_threshold=0.9).score_threshold == 0.9
     report = json.loads((exported.onnx / "export.json").read_text())
     assert set(report["exporters"]) == {ENCODER_FILE, DETECTOR_FILE}
     assert all(how["opset"] >= 18 for how in report["exporters"].values())

@@ -179,8 +179,8 @@ class Detector:
     ) -> Detector:
         """Run on the graph pair ``python -m pipeline.export`` wrote into ``folder``.
 
-        Template size, search size and template padding come from the graphs' metadata; the
-        graphs run in ONNX Runtime (``providers``, default CPU; ``threads`` intra-op threads),
+        Template size, search size, template padding and the calibrated presence threshold
+        (unless ``score_threshold`` is given) come from the graphs' metadata; the graphs run in ONNX Runtime (``providers``, default CPU; ``threads`` intra-op threads),
         post-processing on the CPU. Other keyword arguments go to :class:`Detector`. A missing
         or foreign folder raises :class:`UserError` naming the file.
         """
@@ -189,7 +189,15 @@ class Detector:
         model = OnnxDetectorModel(folder, providers=providers, threads=threads)
         kwargs.setdefault("template_pad", model.info.template_pad)
         kwargs.setdefault("template_pad_value", model.info.template_pad_value)
-        return cls(model, model.template_size, model.search_size, device="cpu", **kwargs)
+        given = kwargs.pop("score_threshold", None)
+        if given is not None:
+            kwargs["score_threshold"] = given
+        detector = cls(model, model.template_size, model.search_size, device="cpu", **kwargs)
+        if model.info.score_threshold is not None:
+            detector.presence = {"score_threshold": model.info.score_threshold}
+        if given is None:
+            detector.score_threshold, _ = detector.resolve_threshold(CALIBRATED)
+        return detector
 
     def resolve_threshold(self, value: float | str | None) -> tuple[float, str]:
         """The score threshold ``value`` stands for and where it comes from: a number is itself

@@ -54,6 +54,7 @@ class GraphInfo:
     search input. stride: pixels per output cell. encoded: number of ``encoded_*`` tensors.
     template_pad, template_pad_value: how references are padded to a square (as in training).
     decoding: the head's :attr:`~pipeline.detector.heads.base.Head.decoding` (``nms`` or ``top``).
+    score_threshold: the presence threshold training calibrated (None: the checkpoint had none).
     """
 
     template_size: int
@@ -63,6 +64,7 @@ class GraphInfo:
     template_pad: str = "constant"
     template_pad_value: int = 0
     decoding: str = "nms"
+    score_threshold: float | None = None
 
     def to_props(self) -> dict[str, str]:
         props = {
@@ -77,6 +79,8 @@ class GraphInfo:
             "decoding": self.decoding,
             "input": "float32 RGB in [0, 1], NCHW; normalised and padded inside the graph",
         }
+        if self.score_threshold is not None:
+            props["score_threshold"] = repr(float(self.score_threshold))
         return {_PREFIX + k: v for k, v in props.items()}
 
     @classmethod
@@ -95,6 +99,8 @@ class GraphInfo:
                 template_pad_value=int(props[_PREFIX + "template_pad_value"]),
                 # exports from before set heads decode as the dense heads do
                 decoding=props.get(_PREFIX + "decoding", "nms"),
+                score_threshold=(float(props[_PREFIX + "score_threshold"])
+                                 if _PREFIX + "score_threshold" in props else None),
             )
         except (KeyError, ValueError) as exc:
             raise UserError(f"{source}: damaged needle metadata ({type(exc).__name__}: {exc})") from None
