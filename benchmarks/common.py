@@ -204,3 +204,31 @@ def machine_lines(info: dict[str, Any]) -> list[str]:
         f"{info['torch_interop_threads']} inter-op), timm {info['timm']}, onnxruntime {info['onnxruntime']}",
         f"date: {info['date']}; 1-min load average at the end: {info.get('load_average_1min', 'n/a')}",
     ]
+
+
+def run_single_section(name: str, title: str, quick: bool, out: Any, section: Callable[[], Table]) -> Table:
+    """What a one-table benchmark's ``main`` does: header, a load warning, the table, the machine,
+    and with ``out`` (a path) the table and raw numbers as JSON under ``sections[name]``."""
+    import json
+    import sys
+
+    from benchmarks.speed import load_warning  # imports the whole suite: only for the command line
+    from pipeline.io import write_text
+
+    print(f"# {title}: {'quick (few repeats: not for the docs)' if quick else 'full'}", flush=True)
+    busy = load_warning()
+    if busy:
+        print(busy + "\n", flush=True)
+    started = time.perf_counter()
+    table = section()
+    print(table.markdown() + "\n", flush=True)
+    info = machine()
+    info["wall_seconds"] = round(time.perf_counter() - started, 1)
+    print("\n".join(machine_lines(info)) + f"\nwall time: {info['wall_seconds']:.0f} s")
+    if out:
+        payload = {"mode": "quick" if quick else "full", "argv": sys.argv[1:], "machine": info,
+                   "sections": {name: table.to_json()}}
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_text(out, json.dumps(payload, indent=2, default=str) + "\n")
+        print(f"results: {out}")
+    return table

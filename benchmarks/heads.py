@@ -16,15 +16,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from benchmarks.common import Table, machine, machine_lines, measure_interleaved, ratio, repeats_note
+from benchmarks.common import Table, measure_interleaved, ratio, repeats_note, run_single_section
 from pipeline.config import ModelConfig, load_params, parse_params, to_raw
 from pipeline.detector import build_detector
 from pipeline.detector.backbones.lora import count_parameters
@@ -114,30 +112,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    from benchmarks.speed import load_warning
-    from pipeline.io import write_text
-
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     model = to_raw(load_params(args.params).model)
     settings = HeadSettings(model, warmup=1, repeats=2) if args.quick else HeadSettings(model)
-    print(f"# needle heads benchmark: {'quick (few repeats: not for the docs)' if args.quick else 'full'}", flush=True)
-    busy = load_warning()
-    if busy:
-        print(busy + "\n", flush=True)
-    started = time.perf_counter()
-    table = heads_section(settings)
-    print(table.markdown() + "\n", flush=True)
-    info = machine()
-    info["wall_seconds"] = round(time.perf_counter() - started, 1)
-    print("\n".join(machine_lines(info)) + f"\nwall time: {info['wall_seconds']:.0f} s")
-    if args.out:
-        payload = {"mode": "quick" if args.quick else "full", "argv": sys.argv[1:], "machine": info,
-                   "sections": {"heads": table.to_json()}}
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        write_text(args.out, json.dumps(payload, indent=2, default=str) + "\n")
-        print(f"results: {args.out}")
+    run_single_section("heads", "needle heads benchmark", args.quick, args.out, lambda: heads_section(settings))
 
 
 if __name__ == "__main__":

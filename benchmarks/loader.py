@@ -29,6 +29,7 @@ from benchmarks.train_step import (
 )
 from pipeline.config import DemoConfig, Params
 from pipeline.data.dataset import TrainDataset, collate, load_split
+from pipeline.engine.amp import Precision
 from pipeline.paths import Paths
 
 log = logging.getLogger(__name__)

@@ -30,11 +30,9 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import gc
-import json
 import multiprocessing
 import resource
 import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,11 +44,10 @@ from torch import nn
 
 from benchmarks.common import (
     Table,
-    machine,
-    machine_lines,
     measure_interleaved,
     ratio,
     repeats_note,
+    run_single_section,
     si,
 )
 from pipeline.detector.backbones.lora import apply_lora, count_parameters
@@ -240,31 +237,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    # benchmarks.speed imports the whole suite: only for the command line, not in every spawned child
-    from benchmarks.speed import load_warning
-    from pipeline.io import write_text
-
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     settings = LoraSettings(warmup=1, repeats=2, memory_steps=2) if args.quick else LoraSettings()
-    mode = "quick (few repeats: not for the docs)" if args.quick else "full"
-    print(f"# needle LoRA fine-tuning benchmark: {mode}", flush=True)
-    busy = load_warning()
-    if busy:
-        print(busy + "\n", flush=True)
-    started = time.perf_counter()
-    table = lora_section(settings)
-    print(table.markdown() + "\n", flush=True)
-    info = machine()
-    info["wall_seconds"] = round(time.perf_counter() - started, 1)
-    print("\n".join(machine_lines(info)) + f"\nwall time: {info['wall_seconds']:.0f} s")
-    if args.out:
-        payload = {"mode": "quick" if args.quick else "full", "argv": sys.argv[1:], "machine": info,
-                   "sections": {"lora": table.to_json()}}
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        write_text(args.out, json.dumps(payload, indent=2, default=str) + "\n")
-        print(f"results: {args.out}")
+    run_single_section("lora", "needle LoRA fine-tuning benchmark", args.quick, args.out,
+                       lambda: lora_section(settings))
 
 
 if __name__ == "__main__":

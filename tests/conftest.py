@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.datasets import make_coco_dataset, make_cpn_dataset, make_refdet_dataset
 
@@ -25,3 +26,13 @@ def refdet_root(tmp_path: Path) -> Path:
 def coco_root(tmp_path: Path) -> Path:
     """A COCO data set with train and val annotation files, categories 1-5, 5 images each."""
     return make_coco_dataset(tmp_path / "coco")
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread: with other jobs on a small machine, torch's thread pool stalls at every op
+    (10x slower here); the benchmarks' smoke tests check tables, not speed."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

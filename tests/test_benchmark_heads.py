@@ -2,20 +2,10 @@
 
 from __future__ import annotations
 
-import pytest
-import torch
 
 from benchmarks.heads import VARIANTS, HeadSettings, heads_section, parse_args, variant_config
 from pipeline.config import to_raw
 from tests.models import model_config
-
-
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_a_changed_part_keeps_none_of_the_old_part_s_keys():

@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 from benchmarks import lora as lora_module
 from benchmarks.lora import (
@@ -22,15 +21,6 @@ from benchmarks.lora import (
 )
 
 TINY_VIT = (("depth", 2), ("embed_dim", 48), ("num_heads", 2), ("img_size", 56))
-
-
-@pytest.fixture
-def one_thread():
-    """One torch thread, as in tests/test_benchmarks.py: the smoke test checks tables, not speed."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 TINY = LoraSettings(

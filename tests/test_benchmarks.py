@@ -52,16 +52,6 @@ def tiny_params() -> Params:
     )
 
 
-@pytest.fixture
-def one_thread():
-    """One torch thread: with other jobs on a small machine, torch's thread pool stalls at every op
-    (10x slower here); the smoke test checks tables, not speed."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def prepared_root(root: Path, cpn_root: Path, params: Params) -> Path:
     """``root`` with data/prepared and data/templates made from the tiny cpn data set."""
     paths = Paths(root)
