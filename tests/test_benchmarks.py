@@ -25,7 +25,7 @@ from benchmarks.resize_section import ResizeSettings
 from benchmarks.scoring import ScoringSettings
 from benchmarks.speed import SECTIONS, Settings, parse_args, run
 from benchmarks.train_step import TrainCase, TrainSettings, backbone_cases, count_flops, train_section
-from pipeline.config import DataConfig, DemoConfig, Params, load_params
+from pipeline.config import DataConfig, Params, load_params
 from pipeline.data.dataset import load_split
 from pipeline.detector import build_detector
 from pipeline.engine.amp import Precision
