@@ -210,7 +210,8 @@ def build_detector(cfg: ModelConfig) -> ReferenceDetector:
     head = HEADS.build(cfg.head, channels=cfg.neck.channels, levels=len(cfg.levels),
                        similarities=sum(s.channels for s in similarities), stride=stride)
     try:
-        refiner = REFINERS.build(cfg.refine, channels=cfg.neck.channels, stride=stride)
+        refiner = REFINERS.build(cfg.refine, channels=cfg.neck.channels, stride=stride,
+                                 similarities=sum(s.channels for s in similarities))
     except ValueError as exc:
         raise ConfigError(f"model.refine: {exc}") from None
     return ReferenceDetector(backbone, neck, fusions, correlation, similarities, head, refiner)

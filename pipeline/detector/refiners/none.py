@@ -19,5 +19,5 @@ class NoRefinerConfig(PartConfig):
 
 
 @REFINERS.register("none", NoRefinerConfig)
-def build_no_refiner(cfg: NoRefinerConfig, channels: int, stride: int) -> None:
+def build_no_refiner(cfg: NoRefinerConfig, channels: int, stride: int, similarities: int) -> None:
     return None

@@ -72,14 +72,16 @@ class RoiVerifier(nn.Module):
 
     Each candidate's search RoI (RoIAlign, ``pool`` x ``pool``, finest level) is compared with the
     fused references' RoI (the whole template map pooled alike) through ``[roi, ref, roi * ref,
-    |roi - ref|]`` -> two conv blocks -> an MLP, giving a hidden vector ``h``. The verifier's
+    |roi - ref|, maps]`` -> two conv blocks -> an MLP, giving a hidden vector ``h``; ``maps`` are
+    the matching evidence the head had at the candidate, pooled alike (the finest level's
+    correlation and the similarity maps). The verifier's
     logit is ``linear([h, first-stage logit, cosine(roi, ref)])``, initialised to pass the
     first-stage logit through, so an untrained verifier ranks as the head does; ``deltas =
     linear(h)`` (zero at start) refine the box (:func:`apply_deltas`).
 
     Args:
-        channels: ``C`` of the neck maps. stride: of the finest level. top_k: candidates per
-        image. pool: RoI side. hidden: width of the comparison. samples, positive_iou,
+        channels: ``C`` of the neck maps. stride: of the finest level. maps: channels of the
+        correlation and similarity maps together. top_k: candidates per image. pool: RoI side. hidden: width of the comparison. samples, positive_iou,
         negative_iou: how :meth:`criterion` samples and labels training boxes.
 
     ``forward(head_outputs, inputs)`` returns ``logits [B, 1, k]``, ``boxes [B, k, 4]`` (refined,
@@ -90,15 +92,16 @@ class RoiVerifier(nn.Module):
 
     decoding = "nms"  # two peaks may refine onto one object (see :class:`~..heads.base.Head`)
 
-    def __init__(self, channels: int, stride: int, top_k: int = 8, pool: int = 7, hidden: int = 128,
+    def __init__(self, channels: int, stride: int, maps: int = 0, top_k: int = 8, pool: int = 7, hidden: int = 128,
                  samples: int = 8, positive_iou: float = 0.5, negative_iou: float = 0.4):
         super().__init__()
         if not 0.0 <= negative_iou <= positive_iou:
             raise ValueError(f"RoiVerifier: need 0 <= negative_iou <= positive_iou, got {negative_iou}, {positive_iou}")
         self.stride, self.top_k, self.pool = int(stride), int(top_k), int(pool)
         self.samples, self.positive_iou, self.negative_iou = int(samples), float(positive_iou), float(negative_iou)
+        self.maps = int(maps)
         self.compare = nn.Sequential(
-            nn.Conv2d(4 * channels, hidden, 3, padding=1), nn.GroupNorm(_group_count(hidden), hidden), nn.GELU(),
+            nn.Conv2d(4 * channels + maps, hidden, 3, padding=1), nn.GroupNorm(_group_count(hidden), hidden), nn.GELU(),
             nn.Conv2d(hidden, hidden, 3, padding=1, stride=2), nn.GroupNorm(_group_count(hidden), hidden), nn.GELU(),
             nn.AdaptiveAvgPool2d(1), nn.Flatten(),
         )
@@ -111,17 +114,22 @@ class RoiVerifier(nn.Module):
         with torch.no_grad():
             self.score.weight[0, hidden] = 1.0  # pass the first-stage logit through at start
 
-    def verify(self, features: Tensor, templates: Tensor, boxes: Tensor, prior: Tensor) -> tuple[Tensor, Tensor]:
+    def verify(self, features: Tensor, templates: Tensor, maps: Tensor | None, boxes: Tensor,
+               prior: Tensor) -> tuple[Tensor, Tensor]:
         """Score and refine ``boxes [B, k, 4]`` (xyxy px) given the finest search map
-        ``features [B, C, H, W]``, the fused reference map ``templates [B, C, h, w]`` (same
-        stride) and each box's first-stage logit ``prior [B, k]``. Returns ``(logits [B, k] fp32,
-        refined boxes [B, k, 4] fp32)``."""
+        ``features [B, C, H, W]``, the fused reference map ``templates [B, C, h, w]``, the
+        matching maps ``maps [B, M, H', W']`` (all of the same stride; None when ``M`` is 0) and
+        each box's first-stage logit ``prior [B, k]``. Returns ``(logits [B, k] fp32, refined
+        boxes [B, k, 4] fp32)``."""
         b, k = boxes.shape[:2]
         roi = pool_boxes(features, boxes, self.stride, self.pool)
         h, w = templates.shape[-2:]
         whole = boxes.new_tensor([0.0, 0.0, w * self.stride, h * self.stride]).float().expand(b, 1, 4)
         ref = pool_boxes(templates, whole, self.stride, self.pool).repeat_interleave(k, dim=0)
-        hidden = self.mlp(self.compare(torch.cat([roi, ref, roi * ref, (roi - ref).abs()], dim=1)))
+        parts = [roi, ref, roi * ref, (roi - ref).abs()]
+        if maps is not None:
+            parts.append(pool_boxes(maps, boxes, self.stride, self.pool))
+        hidden = self.mlp(self.compare(torch.cat(parts, dim=1)))
         cosine = F.cosine_similarity(roi.mean((2, 3)), ref.mean((2, 3)), dim=1)
         extra = torch.stack([prior.reshape(b * k).float(), cosine], dim=1).to(hidden.dtype)
         logits = self.score(torch.cat([hidden, extra], dim=1)).float().reshape(b, k)
@@ -149,10 +157,12 @@ class RoiVerifier(nn.Module):
         prior = logits.float().flatten(1).gather(1, idx).detach()
         candidates = outputs["boxes"].float().gather(1, idx[..., None].expand(b, k, 4)).detach()
         features, templates = inputs.features[0], inputs.templates[0]
-        verified, refined = self.verify(features, templates, candidates, prior)
+        evidence = [inputs.correlations[0], *inputs.similarities] if self.maps else []
+        maps = torch.cat([m.to(features.dtype) for m in evidence], dim=1) if evidence else None
+        verified, refined = self.verify(features, templates, maps, candidates, prior)
         return {"logits": verified[:, None, :], "boxes": refined, "candidates": candidates,
                 "candidate_logits": prior, "stride": outputs["stride"], "image_size": outputs["image_size"],
-                "first_stage": outputs, "roi_inputs": (features, templates, logits)}
+                "first_stage": outputs, "roi_inputs": (features, templates, maps, logits)}
 
 
 @dataclass(frozen=True)
@@ -169,8 +179,9 @@ class RoiRefinerConfig(PartConfig):
 
 
 @REFINERS.register("roi", RoiRefinerConfig)
-def build_roi_verifier(cfg: RoiRefinerConfig, channels: int, stride: int) -> RoiVerifier:
+def build_roi_verifier(cfg: RoiRefinerConfig, channels: int, stride: int, similarities: int) -> RoiVerifier:
     if cfg.negative_iou > cfg.positive_iou:
         raise ValueError(f"negative_iou {cfg.negative_iou} is above positive_iou {cfg.positive_iou}")
-    return RoiVerifier(channels, stride, cfg.top_k, cfg.pool, cfg.channels, cfg.samples, cfg.positive_iou,
-                       cfg.negative_iou)
+    # the depthwise correlation has the neck's channels; the similarity maps add theirs
+    return RoiVerifier(channels, stride, channels + similarities, cfg.top_k, cfg.pool, cfg.channels, cfg.samples,
+                       cfg.positive_iou, cfg.negative_iou)

@@ -69,7 +69,8 @@ def test_centre_cell_logits_and_jitter():
     gt = torch.tensor([[40.0, 40.0, 80.0, 70.0]])
     sampled = jitter_boxes(gt, 200)
     iou = box_iou_pairwise(sampled[0], gt.expand(200, 4))
-    assert sampled.shape == (1, 200, 4) and 0.2 < (iou >= 0.5).float().mean() < 0.8
+    assert sampled.shape == (1, 200, 4) and 0.7 < (iou >= 0.5).float().mean() < 1.0  # mostly on the object
+    assert (iou < 0.95).float().mean() > 0.5  # but seldom the box itself
 
 
 def _inputs(b: int = 2, c: int = 8) -> tuple[dict, HeadInputs]:
@@ -125,7 +126,9 @@ def test_verify_term_is_the_bce_of_candidates_labelled_by_iou():
     assert labels[0, 0] == 1
     torch.testing.assert_close(terms["verify"], bce[labelled].mean())
     assert terms["refine.iou"].item() == pytest.approx(0.0, abs=1e-6)  # the positive is the truth itself
-    assert set(terms) == {"focal", "verify", "refine.l1", "refine.iou"}
+    assert set(terms) == {"focal", "verify", "rank.verify", "refine.l1", "refine.iou"}
+    # only image 0 has a positive candidate: the softmax over its 3 should pick the best-overlapping
+    torch.testing.assert_close(terms["rank.verify"], F.cross_entropy(out["logits"][:1, 0], iou.argmax()[None]))
 
 
 def test_sampled_boxes_train_the_verifier_and_an_inactive_criterion_gives_zeros():
@@ -145,7 +148,7 @@ def test_sampled_boxes_train_the_verifier_and_an_inactive_criterion_gives_zeros(
     assert verifier.compare[0].weight.grad.abs().sum() > 0
     crit.active = False
     off = crit(verifier(head_out, inputs), targets)
-    assert off["verify"] == 0 and off["refine.l1"] == 0 and off["refine.iou"] == 0
+    assert all(off[k] == 0 for k in ("verify", "rank.verify", "refine.l1", "refine.iou"))
 
 
 def test_built_from_params_trains_end_to_end_and_phases_freeze_the_rest():
@@ -156,7 +159,9 @@ def test_built_from_params_trains_end_to_end_and_phases_freeze_the_rest():
     out = model(templates, search, shifted_pairs=True)
     targets = {"boxes": torch.cat([boxes, torch.full_like(boxes, float("nan"))])}
     terms = crit(out, targets)
-    assert {"focal", "l1", "iou", "verify", "refine.l1", "refine.iou"} == set(terms)
+    assert {"focal", "l1", "iou", "verify", "rank.verify", "refine.l1", "refine.iou"} == set(terms)
+    # the correlation's channels and the similarity maps
+    assert model.refiner.maps == 16 + sum(s.channels for s in model.similarities)
     weighted_total(terms, parse_params({}).train.loss_weights).backward()
     assert model.refiner.score.weight.grad is not None and model.neck is not None
     set_refine_phase(model, crit, 0, 2)
