@@ -4,6 +4,8 @@ scores alone for set-prediction heads."""
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
+from torch import Tensor
 from torchvision.ops import nms
 
 
@@ -47,3 +49,12 @@ def top_detections(
         keep = top >= score_threshold
         out.append((b[idx[keep]], top[keep]))
     return out
+
+
+def candidate_peaks(logits: Tensor, window: int = 3) -> Tensor:
+    """``logits [B, H, W]`` with every cell that is not the maximum of its ``window`` x ``window``
+    neighbourhood lowered by 1e4, so a top-k picks distinct local peaks (CenterNet's NMS-free
+    peak picking; plain arithmetic, so it exports as it runs). fp32."""
+    logits = logits.float()
+    pooled = F.max_pool2d(logits[:, None], window, stride=1, padding=window // 2)[:, 0]
+    return torch.where(logits >= pooled, logits, logits - 1e4)

@@ -2,7 +2,9 @@
 
 A few queries, conditioned on the reference, cross-attend to the search maps of every level
 (features, correlations and, at the finest level, the similarity maps) through a small
-transformer decoder; each query gives one scored box. Training matches queries to the target
+transformer decoder; each query gives one scored box. The queries start at the best peaks of a
+dense proposal score (two-stage query selection, as Deformable DETR and DINO do), which a
+from-scratch set head needs to converge in a few epochs. Training matches queries to the target
 one-to-one (:mod:`.matcher`, :mod:`.set_criterion`), so decoding needs no NMS.
 """
 
@@ -17,7 +19,7 @@ from torch import Tensor, nn
 
 from pipeline.config import PartConfig, bounds
 
-from ..postprocess import top_detections
+from ..postprocess import candidate_peaks, top_detections
 from ..registry import HEADS
 from .base import Head, HeadInputs
 from .dense import PRIOR_PROB
@@ -69,13 +71,17 @@ class QueryHead(Head):
         aux_loss: also output (and train) every earlier layer's predictions.
 
     Memory: per level ``[features, correlations (, similarities)]`` -> 1x1 conv to ``d_model``,
-    plus a sine position code and a learned level code, flattened and concatenated. Queries: ``N``
-    learned embeddings, FiLM-modulated by the pooled fused reference maps of every level, so the
-    decoder looks for this object. Boxes: ``sigmoid`` of the box MLP's ``(cx, cy, w, h)`` plus a
-    learned per-query anchor (centre) and the prior size, relative to the image.
+    plus a sine position code and a learned level code, flattened and concatenated. Query
+    selection: a 1x1 conv scores every finest-level cell (``proposal_logits``, trained as a dense
+    focal loss by the criterion); the ``N`` best local peaks become the queries' anchors, and
+    their memory tokens are added to the queries. Queries: ``N`` learned embeddings,
+    FiLM-modulated by the pooled fused reference maps of every level, so the decoder looks for
+    this object. Boxes: ``sigmoid`` of the box MLP's ``(cx, cy, w, h)`` plus the query's anchor
+    (centre, as a logit) and the prior size, relative to the image.
 
-    ``forward(inputs) -> {"logits" [B, 1, N], "boxes" [B, N, 4] fp32 xyxy px, "stride",
-    "image_size", "aux": [{"logits", "boxes"}, ...] (layers - 1, with aux_loss)}``.
+    ``forward(inputs) -> {"logits" [B, 1, N], "boxes" [B, N, 4] fp32 xyxy px, "proposal_logits"
+    [B, H0, W0], "stride", "image_size", "aux": [{"logits", "boxes"}, ...] (layers - 1, with
+    aux_loss)}``.
     """
 
     decoding = "top"
@@ -97,8 +103,8 @@ class QueryHead(Head):
         self.level_embed = nn.Parameter(torch.randn(levels, d_model) * 0.02)
         self.query_embed = nn.Parameter(torch.randn(queries, d_model))
         self.condition = nn.Linear(levels * channels, 2 * d_model)  # FiLM: scale and shift per channel
-        # centres spread over the image so that queries start at different places
-        self.anchors = nn.Parameter(torch.empty(queries, 2).uniform_(0.1, 0.9).logit())
+        self.proposal = nn.Conv2d(d_model, 1, 1)
+        nn.init.constant_(self.proposal.bias, _logit(PRIOR_PROB))
         self.layers = nn.ModuleList(
             # no dropout: small data sets, and deterministic training steps
             nn.TransformerDecoderLayer(d_model, attention_heads, 4 * d_model, dropout=0.0, batch_first=True,
@@ -112,54 +118,75 @@ class QueryHead(Head):
         nn.init.zeros_(self.box[-1].weight)
         nn.init.zeros_(self.box[-1].bias)
 
-    def _memory(self, inputs: HeadInputs) -> Tensor:
-        parts = []
+    def _memory(self, inputs: HeadInputs) -> tuple[Tensor, Tensor]:
+        """``(memory [B, sum h_l * w_l, d], finest projected map [B, d, h_0, w_0])``."""
+        parts, finest = [], None
         for level, (proj, feat, corr) in enumerate(zip(self.inputs, inputs.features, inputs.correlations)):
             maps = [feat, corr.to(feat.dtype)] + ([s.to(feat.dtype) for s in inputs.similarities] if level == 0 else [])
             x = proj(torch.cat(maps, dim=1))
+            finest = x if finest is None else finest
             b, d, h, w = x.shape
             pos = sine_positions(h, w, d, x.device, x.dtype) + self.level_embed[level].to(x.dtype)
             parts.append(x.flatten(2).transpose(1, 2) + pos)
-        return torch.cat(parts, dim=1)
+        return torch.cat(parts, dim=1), finest
 
-    def _queries(self, inputs: HeadInputs) -> Tensor:
+    def _select(self, finest: Tensor, image_size: tuple[int, int]) -> tuple[Tensor, Tensor, Tensor]:
+        """Proposal logits ``[B, h0, w0]`` (cut to the image), the queries' anchors ``[B, N, 2]``
+        (centres as logits of the image fraction) and their memory tokens ``[B, N, d]``."""
+        h, w = image_size
+        h0, w0 = -(-h // self.stride), -(-w // self.stride)
+        proposals = self.proposal(finest)[:, 0, :h0, :w0]
+        n = min(self.query_embed.shape[0], h0 * w0)
+        idx = candidate_peaks(proposals.detach()).flatten(1).topk(n, dim=1).indices  # [B, N]
+        col, row = idx % w0, torch.div(idx, w0, rounding_mode="floor")
+        centre = torch.stack([(col.float() + 0.5) * self.stride / w, (row.float() + 0.5) * self.stride / h], dim=-1)
+        anchors = centre.clamp(1e-3, 1 - 1e-3).logit()
+        token = finest.flatten(2).transpose(1, 2)  # [B, h_0 * w_0 (padded), d]
+        flat = row * finest.shape[-1] + col  # index into the padded finest map
+        picked = token.gather(1, flat[..., None].expand(-1, -1, token.shape[-1]))
+        # the token's place, as the memory codes it: the query knows where it starts
+        pos = sine_positions(finest.shape[-2], finest.shape[-1], token.shape[-1], token.device, token.dtype)
+        return proposals, anchors, picked + pos[flat]
+
+    def _queries(self, inputs: HeadInputs, n: int) -> Tensor:
         if len(inputs.templates) != len(self.inputs):
             raise ValueError(f"QueryHead: needs the fused reference maps of all {len(self.inputs)} levels "
                              f"(HeadInputs.templates), got {len(inputs.templates)}")
         pooled = torch.cat([t.mean(dim=(2, 3)) for t in inputs.templates], dim=1)
         scale, shift = self.condition(pooled).chunk(2, dim=1)
-        return self.query_embed * (1 + scale[:, None]) + shift[:, None]  # [B, N, d]
+        return self.query_embed[:n] * (1 + scale[:, None]) + shift[:, None]  # [B, N, d]
 
-    def _predict(self, x: Tensor, image_size: tuple[int, int]) -> dict[str, Tensor]:
+    def _predict(self, x: Tensor, anchors: Tensor, image_size: tuple[int, int]) -> dict[str, Tensor]:
         x = self.norm(x)
         h, w = image_size
         raw = self.box(x).float()
         prior = torch.tensor([_logit(min(0.99, 2 * self.box_prior / w)), _logit(min(0.99, 2 * self.box_prior / h))],
                              device=raw.device)
-        centre = (raw[..., :2] + self.anchors.float()).sigmoid()
+        centre = (raw[..., :2] + anchors.float()).sigmoid()
         size = (raw[..., 2:] + prior).sigmoid()
         scale = torch.tensor([w, h], device=raw.device, dtype=torch.float32)
         boxes = torch.cat([(centre - size / 2) * scale, (centre + size / 2) * scale], dim=-1)
         return {"logits": self.score(x).transpose(1, 2), "boxes": boxes}
 
     def forward(self, inputs: HeadInputs) -> dict[str, Any]:
-        memory = self._memory(inputs)
-        x = self._queries(inputs).to(memory.dtype)
+        memory, finest = self._memory(inputs)
         image_size = tuple(inputs.image_size)
+        proposals, anchors, picked = self._select(finest, image_size)
+        x = self._queries(inputs, anchors.shape[1]).to(memory.dtype) + picked.to(memory.dtype)
         aux = []
         for i, layer in enumerate(self.layers):
             x = layer(x, memory)
             if self.aux_loss and i + 1 < len(self.layers):
-                aux.append(self._predict(x, image_size))
-        out: dict[str, Any] = self._predict(x, image_size)
-        out.update(stride=self.stride, image_size=image_size)
+                aux.append(self._predict(x, anchors, image_size))
+        out: dict[str, Any] = self._predict(x, anchors, image_size)
+        out.update(stride=self.stride, image_size=image_size, proposal_logits=proposals)
         if self.aux_loss:
             out["aux"] = aux
         return out
 
     def criterion(self, iou_type: str, focal_alpha: float, focal_gamma: float, pos_radius: int) -> SetCriterion:
-        """:class:`SetCriterion` (``pos_radius`` is for dense heads: one query per target here)."""
-        return SetCriterion(iou_type, focal_alpha, focal_gamma, *self.costs)  # type: ignore[arg-type]
+        """:class:`SetCriterion`; ``pos_radius`` shapes the proposal score's dense targets."""
+        return SetCriterion(iou_type, focal_alpha, focal_gamma, *self.costs, pos_radius=pos_radius)  # type: ignore[arg-type]
 
     def decode(self, outputs: dict[str, Any], score_threshold: float, nms_iou: float,
                max_detections: int) -> list[tuple[Tensor, Tensor]]:

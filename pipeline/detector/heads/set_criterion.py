@@ -13,7 +13,7 @@ from torchvision.ops import sigmoid_focal_loss
 from pipeline.config import IouType
 
 from ..losses import IOU_TYPES, iou_loss
-from ..targets import target_present
+from ..targets import build_targets, target_present
 from .matcher import hungarian_match
 
 __all__ = ["SetCriterion"]
@@ -36,6 +36,9 @@ class SetCriterion(nn.Module):
     * ``targets``: ``{"boxes": [B, 4] xyxy px (NaN row = no target), "present": [B] bool
       (optional)}``: at most one object per image; without one every query is background.
 
+    ``proposal.focal`` (weighted as ``focal``): the query selection's dense score, a focal loss
+    over the finest cells with the cells within ``pos_radius`` of the target's centre positive,
+    / max(1, positives), when the outputs have ``proposal_logits [B, H0, W0]``.
     ``focal``: summed over all queries / max(1, matched queries); ``l1`` (coordinates divided by
     the image width / height, summed over the 4) and ``iou`` summed over matched queries / the
     same count. Without any target in the batch ``l1`` and ``iou`` are 0, still attached to the
@@ -43,7 +46,7 @@ class SetCriterion(nn.Module):
     """
 
     def __init__(self, iou_type: IouType = "giou", focal_alpha: float = 0.25, focal_gamma: float = 2.0,
-                 class_cost: float = 2.0, l1_cost: float = 5.0, giou_cost: float = 2.0):
+                 class_cost: float = 2.0, l1_cost: float = 5.0, giou_cost: float = 2.0, pos_radius: int = 1):
         super().__init__()
         if iou_type not in IOU_TYPES:
             raise ValueError(f"SetCriterion: iou_type {iou_type!r} is not one of {', '.join(IOU_TYPES)}")
@@ -51,6 +54,7 @@ class SetCriterion(nn.Module):
         self.focal_alpha = float(focal_alpha)
         self.focal_gamma = float(focal_gamma)
         self.costs = (float(class_cost), float(l1_cost), float(giou_cost))
+        self.pos_radius = int(pos_radius)
 
     def forward(self, outputs: Mapping[str, Any], targets: Mapping[str, Any]) -> dict[str, Tensor]:
         logits: Tensor = outputs["logits"]
@@ -65,6 +69,13 @@ class SetCriterion(nn.Module):
             for i, aux in enumerate(outputs.get("aux", ())):
                 terms.update({f"aux{i}.{k}": v for k, v in
                               self._layer(aux["logits"], aux["boxes"], gt_sets, image_size).items()})
+            if "proposal_logits" in outputs:
+                proposals = outputs["proposal_logits"].float()
+                targets_map, pos = build_targets(gt, tuple(proposals.shape[-2:]), int(outputs["stride"]),
+                                                 self.pos_radius, valid)
+                terms["proposal.focal"] = sigmoid_focal_loss(
+                    proposals, targets_map, alpha=self.focal_alpha, gamma=self.focal_gamma, reduction="sum",
+                ) / pos.sum().clamp(min=1)
             return terms
 
     def _layer(self, logits: Tensor, boxes: Tensor, gt_sets: list[Tensor], image_size: tuple[int, int]

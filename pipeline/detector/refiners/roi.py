@@ -16,23 +16,14 @@ from pipeline.config import PartConfig, bounds
 
 from ..heads.base import HeadInputs
 from ..heads.dense import _group_count
-from ..postprocess import postprocess
+from ..postprocess import candidate_peaks, postprocess
 from ..registry import REFINERS
 from .criterion import RefineCriterion
 
-__all__ = ["RoiVerifier", "RoiRefinerConfig", "candidate_peaks", "pool_boxes", "apply_deltas"]
+__all__ = ["RoiVerifier", "RoiRefinerConfig", "pool_boxes", "apply_deltas"]
 
 _DELTA_SCALE = (0.1, 0.1, 0.2, 0.2)  # R-CNN's box-coder weights (10, 10, 5, 5): deltas of order 1
 _MAX_LOG_SCALE = math.log(1000.0 / 16)
-
-
-def candidate_peaks(logits: Tensor, window: int = 3) -> Tensor:
-    """``logits [B, H, W]`` with every cell that is not the maximum of its ``window`` x ``window``
-    neighbourhood lowered by 1e4, so a top-k picks distinct local peaks (CenterNet's NMS-free
-    peak picking; plain arithmetic, so it exports as it runs). fp32."""
-    logits = logits.float()
-    pooled = F.max_pool2d(logits[:, None], window, stride=1, padding=window // 2)[:, 0]
-    return torch.where(logits >= pooled, logits, logits - 1e4)
 
 
 def pool_boxes(features: Tensor, boxes: Tensor, stride: int, size: int) -> Tensor:

@@ -69,13 +69,32 @@ def test_criterion_terms_and_a_frame_without_target():
     assert isinstance(crit, SetCriterion) and crit.iou_type == "ciou" and crit.costs == (2.0, 5.0, 2.0)
     out = h(inputs())
     terms = crit(out, {"boxes": torch.tensor([[4.0, 4, 20, 20], NAN])})
-    assert set(terms) == {"focal", "l1", "iou", "aux0.focal", "aux0.l1", "aux0.iou"}
+    assert set(terms) == {"focal", "l1", "iou", "aux0.focal", "aux0.l1", "aux0.iou", "proposal.focal"}
     assert all(v.dtype == torch.float32 and v.dim() == 0 and v > 0 for v in terms.values())
     empty = crit(out, {"boxes": torch.tensor([[4.0, 4, 20, 20], NAN]), "present": torch.tensor([False, False])})
     values = {k: float(v.detach()) for k, v in empty.items()}
     assert values["focal"] > 0 and values["l1"] == values["iou"] == 0.0
     weighted_total(empty, WEIGHTS).backward()  # l1 / iou of nothing stay in the graph
     assert h.score.bias.grad is not None and h.box[0].weight.grad is not None
+    assert h.proposal.weight.grad is not None  # query selection learns from its dense term
+
+
+def test_queries_start_at_the_proposal_peaks():
+    h, x = head(queries=3), inputs()
+    with torch.no_grad():  # a proposal score that peaks at three known cells of the 8 x 12 map
+        h.proposal.weight.zero_()
+        h.proposal.bias.zero_()
+    finest = torch.zeros(2, 16, 8, 12)
+    finest[:, :, 1, 2], finest[:, :, 5, 9], finest[:, :, 6, 0] = 1.0, 2.0, 3.0
+    with torch.no_grad():
+        h.proposal.weight.fill_(1.0)
+        proposals, anchors, picked = h._select(finest, x.image_size)
+    assert proposals.shape == (2, 8, 11)  # ceil(42 / 4) columns of the 30 x 42 image
+    centres = anchors.sigmoid() * torch.tensor([42.0, 30.0])
+    torch.testing.assert_close(centres[0], torch.tensor([[2.0, 26.0], [38.0, 22.0], [10.0, 6.0]]))
+    out = h(x)
+    boxes = out["boxes"]  # untrained box MLP: each query's box is centred on its anchor
+    assert out["proposal_logits"].shape == (2, 8, 11) and boxes.shape == (2, 3, 4)
 
 
 def test_matched_query_gets_the_positive_label():

@@ -11,7 +11,8 @@ from pipeline.config import ConfigError, parse_params
 from pipeline.detector import build_criterion, build_detector, weighted_total
 from pipeline.detector.heads.base import HeadInputs
 from pipeline.detector.refiners.criterion import RefineCriterion, centre_cell_logits, jitter_boxes
-from pipeline.detector.refiners.roi import RoiVerifier, apply_deltas, candidate_peaks, pool_boxes
+from pipeline.detector.postprocess import candidate_peaks
+from pipeline.detector.refiners.roi import RoiVerifier, apply_deltas, pool_boxes
 from pipeline.detector.losses import box_iou_pairwise
 from pipeline.engine.trainer import set_refine_phase
 from tests.models import model_config
