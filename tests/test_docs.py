@@ -49,3 +49,33 @@ def test_requirements_admit_the_tested_torch():
     reqs = (REPO / "requirements.txt").read_text()
     assert re.search(r"^torch>=[\d.]+,<2\.15$", reqs, flags=re.M)
     assert re.search(r"^torchvision>=[\d.]+,<0\.30$", reqs, flags=re.M)
+
+
+def _same_value(doc: str, value: object) -> bool:
+    """A docs/params.md default cell read as YAML equals the code's default."""
+    import yaml
+
+    text = doc.strip().strip("`")
+    try:
+        parsed = yaml.safe_load(text)
+    except yaml.YAMLError:
+        parsed = text
+    if isinstance(value, (list, tuple)):
+        return isinstance(parsed, list) and len(parsed) == len(value) and all(
+            _same_value(str(p), v) for p, v in zip(parsed, value))
+    if isinstance(value, bool) or value is None:
+        return parsed == value
+    if isinstance(value, (int, float)):
+        try:
+            return float(parsed) == float(value)  # PyYAML reads 1e-6 (no dot) as text
+        except (TypeError, ValueError):
+            return False
+    return str(parsed) == str(value)
+
+
+def test_documented_defaults_are_the_code_defaults():
+    # keys of the default parts only: a key of another type (model.head.search_features) has its own
+    defaults = to_flat_dict(parse_params({}))
+    rows = re.findall(r"^\| `([a-z0-9_.]+)` \| [^|]* \| ([^|]*) \|", (REPO / "docs/params.md").read_text(), flags=re.M)
+    wrong = {key: (doc, defaults[key]) for key, doc in rows if key in defaults and not _same_value(doc, defaults[key])}
+    assert wrong == {}, "docs/params.md defaults differ from pipeline/config.py (doc, code)"
