@@ -30,8 +30,8 @@ SEED_PARAM = "train.seed"
 IGNORED_PREFIXES = ("report.",)
 #: Metrics of the demo val split (MLflow ``eval_<key>``), then of the real-photo check set
 #: (``real_<key>``: logged where the set was scored, n/a elsewhere).
-SHOWN_METRICS = ("AP50", "success", "f1", "fp_rate", "mean_iou", "st_iou", "ms_per_frame",
-                 "real_AP50", "real_success", "real_fp_rate")
+SHOWN_METRICS = ("AP50", "success", "f1", "fp_rate", "mean_iou", "st_iou", "ece", "ms_per_frame",
+                 "real_AP50", "real_success", "real_fp_rate", "real_ece")
 EVAL_PREFIX = "metrics.eval_"
 MISSING = "n/a"
 SORT_DECIMALS = 3  # the report shows metrics with 3 decimals

@@ -34,8 +34,8 @@ def test_seeds_of_one_setting_become_mean_and_std(store):
     assert two["AP50"] == pytest.approx(0.75) and two["AP50_std"] == pytest.approx(math.sqrt(0.005))
     assert two["ms_per_frame"] == pytest.approx(13.0)
     assert frame.iloc[0]["n"] == 1 and math.isnan(frame.iloc[0]["AP50_std"])
-    assert table.metrics == ("AP50", "success", "f1", "fp_rate", "mean_iou", "st_iou", "ms_per_frame",
-                             "real_AP50", "real_success", "real_fp_rate")
+    assert table.metrics == ("AP50", "success", "f1", "fp_rate", "mean_iou", "st_iou", "ece", "ms_per_frame",
+                             "real_AP50", "real_success", "real_fp_rate", "real_ece")
 
 
 def test_sort_metric_not_shown_is_added_first(store):
