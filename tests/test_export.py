@@ -230,11 +230,10 @@ def test_clear_errors(tmp_path, exported):
 
 
 # Head and reference-encoding options that change the graphs: the factorized head (match head
-# on the similarity maps) alone and with colour similarity (an extra encoded tensor), and the plainest
-# model (1x1 kernel, no prototypes, no skip).
+# on the similarity maps) with colour similarity (an extra encoded tensor; the ViT variant has it
+# without), and the plainest model (1x1 kernel, no prototypes, no skip).
 FACTORIZED = {"type": "factorized", "box_prior": 24.0, "similarity_skip": True, "gate": "and"}
 VARIANTS = {
-    "factorized": dict(head=FACTORIZED),
     "factorized+colour": dict(head=FACTORIZED, similarities={"prototypes": {"grid": 4, "top": 4}, "colour": {"bins": 8}}),
     "plain": dict(correlation={"kernel": 1}, similarities=None,
                   head={"type": "joint", "box_prior": 24.0, "similarity_skip": False, "search_features": False}),
