@@ -120,6 +120,19 @@ def _param_values(runs: pd.DataFrame, key: str) -> pd.Series:
     return runs[column].astype(object).where(runs[column].notna(), MISSING).astype(str)
 
 
+def _set_by_part_type(runs: pd.DataFrame, key: str, params: tuple[str, ...]) -> bool:
+    """Whether ``key`` is a key of a part whose ``type`` is under study (``model.refine.top_k``
+    with ``model.refine.type``) and has one value per type: it then says nothing the type column
+    does not (a key of another type is n/a), and is no separate setting."""
+    parts = key.split(".")
+    for end in range(len(parts) - 1, 0, -1):
+        type_key = ".".join(parts[:end]) + ".type"
+        if type_key in params:
+            values = _param_values(runs, key)
+            return bool((values.groupby(_param_values(runs, type_key)).nunique() <= 1).all())
+    return False
+
+
 def _mean_std(values: pd.Series) -> tuple[float, float]:
     # sorted first: a float sum's last digit must not depend on the order the store returned runs in
     clean = values.dropna().sort_values(kind="stable").reset_index(drop=True)
@@ -159,7 +172,7 @@ def ablation_table(runs: pd.DataFrame, params: tuple[str, ...], sort_by: str) ->
     other_params = tuple(sorted(
         (key for key in (c[len("params."):] for c in evaluated.columns if c.startswith("params."))
          if key not in params and key != SEED_PARAM and not key.startswith(IGNORED_PREFIXES)
-         and _param_values(evaluated, key).nunique() > 1),
+         and _param_values(evaluated, key).nunique() > 1 and not _set_by_part_type(evaluated, key, params)),
         key=natural_key))
     keys = pd.DataFrame({p: _param_values(evaluated, p) for p in params}, index=evaluated.index)
     keys["other"] = ["; ".join(f"{k}={v}" for k, v in zip(other_params, values))

@@ -175,3 +175,14 @@ def test_report_settings_never_split_a_row_and_real_photos_can_sort_it():
     assert table.other_params == ("model.colour_bins",)
     assert table.frame["other"].tolist() == ["model.colour_bins=8", "model.colour_bins=0"]  # best real AP50 first
     assert table.frame["n"].tolist() == [2, 1] and table.frame.iloc[0]["real_AP50"] == pytest.approx(0.55)
+
+
+def test_keys_of_a_part_whose_type_is_studied_are_not_other_params():
+    runs = pd.DataFrame({
+        "run_id": ["a", "b", "c"], "params.model.refine.type": ["none", "roi", "roi"],
+        "params.model.refine.top_k": [None, "8", "4"], "params.model.refine.pool": [None, "7", "7"],
+        "metrics.eval_AP50": [0.5, 0.6, 0.7],
+    })
+    table = ablation_table(runs, ("model.refine.type",), "AP50")
+    # pool has one value per type (n/a without a verifier): implied; top_k differs among roi runs
+    assert table.other_params == ("model.refine.top_k",)
