@@ -225,17 +225,39 @@ class EvaluateConfig:
 
 
 @dataclass(frozen=True)
+class TrackConfig:
+    """Tracking-by-detection over each frame's top-k candidates (``temporal.method: track``;
+    :mod:`pipeline.inference.tracker`): the answer per frame is the best path through the
+    candidates and "absent" under a Kalman motion model and appearance similarity."""
+
+    mode: Literal["offline", "online"] = "offline"  # offline: Viterbi over the whole clip; online: causal
+    top_k: int = field(default=5, metadata=bounds(1))  # candidates per frame
+    score_weight: float = field(default=1.0, metadata=bounds(0.0))  # per frame: weight x (logit(score) - logit(threshold))
+    appearance_weight: float = field(default=1.0, metadata=bounds(0.0))  # x (1 - cosine to the track's embedding)
+    motion_weight: float = field(default=0.1, metadata=bounds(0.0))  # x squared Mahalanobis distance from the prediction
+    switch_cost: float = field(default=1.0, metadata=bounds(0.0))  # to start or end a track
+    gate: float = field(default=9.4877, metadata=bounds(0.0, lo_open=True))  # jumps beyond this distance are rejected
+    motion_noise: float = field(default=1.0, metadata=bounds(0.0, lo_open=True))  # Kalman process noise scale
+    max_gap: int = field(default=7, metadata=bounds(0))  # offline: misses up to this many frames are filled
+    min_segment: int = field(default=1, metadata=bounds(1))  # offline: shorter runs of answers are dropped
+
+
+@dataclass(frozen=True)
 class TemporalConfig:
-    """Temporal post-processing of per-frame top-1 detections in a video (``predict --video``,
-    and ``evaluate``'s smoothed ST-IoU): score EMA, on/off hysteresis, box EMA. ``calibrated``
-    thresholds follow the presence threshold in use (:func:`pipeline.inference.temporal.resolve_temporal`)."""
+    """Temporal post-processing of per-frame detections in a video (``predict --video``, and
+    ``evaluate``'s ST-IoU columns): ``method: smooth`` is score EMA, on/off hysteresis and box EMA
+    of the top-1 box; ``method: track`` is tracking over the top-k candidates (``track``).
+    ``calibrated`` thresholds follow the presence threshold in use
+    (:func:`pipeline.inference.temporal.resolve_temporal`)."""
 
     enabled: bool = True
+    method: Literal["smooth", "track"] = "smooth"
     on_threshold: Threshold = field(default=CALIBRATED, metadata=bounds(0.0, 1.0))
     off_threshold: Threshold = field(default=CALIBRATED, metadata=bounds(0.0, 1.0))
     min_on_frames: int = field(default=2, metadata=bounds(1))
     score_ema: float = field(default=0.3, metadata=bounds(0.0, 0.99))
     box_ema: float = field(default=0.3, metadata=bounds(0.0, 0.99))
+    track: TrackConfig = field(default_factory=TrackConfig)
 
 
 @dataclass(frozen=True)

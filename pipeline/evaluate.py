@@ -6,8 +6,9 @@ scores the real-photo check set ``data/realset`` (stage ``realset``) into ``repo
 same way, and adds both sets' metrics (``eval_*``, ``real_*``) and figures to the MLflow run of the
 training (``models/run.json``). Next to the
 frame metrics, each sequence (video) gets its spatio-temporal IoU, from the top-1 box above
-``evaluate.score_threshold`` per frame (``st_iou``) and after the ``temporal`` post-processing
-(``st_iou_temporal``, when ``temporal.enabled``).
+``evaluate.score_threshold`` per frame (``st_iou``) and, when ``temporal.enabled``, after
+smoothing the top-1 box (``st_iou_temporal``) and after tracking over the top-k candidates
+(``st_iou_tracked``; ``temporal.track``).
 
 ``evaluate.score_threshold: calibrated`` (the default) uses the presence threshold training chose
 on the validation split and saved in the checkpoint (0.3 for a checkpoint without one); a number
@@ -30,12 +31,13 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
+import numpy as np
 import torch
 
 from pipeline.cli import UserError, require_writable, run_stage
-from pipeline.config import EvaluateConfig, Params, TemporalConfig, load_params
+from pipeline.config import EvaluateConfig, Params, TemporalConfig, TrackConfig, load_params
 from pipeline.data.dataset import Sample, load_split
 from pipeline.data.scratch import ScratchSet
 from pipeline.engine.amp import describe_precision, precision_tags, resolve_precision
@@ -43,6 +45,7 @@ from pipeline.engine.tracking import Tracker
 from pipeline.io import atomic_dir, write_json
 from pipeline.inference import Detector
 from pipeline.inference.temporal import resolve_temporal, smooth_track
+from pipeline.inference.tracker import Candidates, track
 from pipeline.metrics.outputs import score_and_write
 from pipeline.metrics.scoring import Scores
 from pipeline.metrics.stiou import sequence_order, top1
@@ -55,8 +58,11 @@ log = logging.getLogger(__name__)
 FORMATS = ("auto", "cpn", "refdet", "coco", "video")
 
 
-def predict_samples(detector: Detector, samples: Sequence[Sample], batch_size: int = 8) -> tuple[list[Detection], float]:
-    """Detections for every sample (original pixels, sample order) and the mean ms per frame.
+def predict_samples(
+    detector: Detector, samples: Sequence[Sample], batch_size: int = 8
+) -> tuple[list[Detection], float, list[np.ndarray | None]]:
+    """Detections for every sample (original pixels, sample order), the mean ms per frame and
+    each sample's detection embeddings (``[N, C]``, None from a model without them).
 
     Samples are grouped by object so each object's references are encoded once (the cached path a
     user of :class:`Detector` gets); the time covers frame decoding and the model, not templates.
@@ -65,6 +71,7 @@ def predict_samples(detector: Detector, samples: Sequence[Sample], batch_size: i
     for i, s in enumerate(samples):
         by_object.setdefault(s.object_id, []).append(i)
     detections: list[Detection] = [None] * len(samples)  # type: ignore[list-item]
+    embeddings: list[np.ndarray | None] = [None] * len(samples)
     elapsed = 0.0
     for indices in by_object.values():
         detector.set_templates(list(samples[indices[0]].templates))
@@ -73,7 +80,8 @@ def predict_samples(detector: Detector, samples: Sequence[Sample], batch_size: i
         elapsed += time.perf_counter() - start
         for i, d in zip(indices, found):
             detections[i] = (d.boxes, d.scores)
-    return detections, 1000.0 * elapsed / max(len(samples), 1)
+            embeddings[i] = d.embeddings
+    return detections, 1000.0 * elapsed / max(len(samples), 1), embeddings
 
 
 def load_detector(checkpoint: Path, params: Params) -> Detector:
@@ -92,17 +100,30 @@ def load_detector(checkpoint: Path, params: Params) -> Detector:
     )
 
 
+def _per_sequence(samples: Sequence[Sample], answer: Callable[[list[int]], list]) -> list:
+    """``answer(positions)`` (sample indices of one sequence in frame order -> one answer each)
+    for every sequence, gathered back into sample order."""
+    out: list = [None] * len(samples)
+    order = sequence_order([s.sequence_id for s in samples], [s.frame_index for s in samples])
+    for positions in order.values():
+        for i, box in zip(positions, answer(positions)):
+            out[i] = box
+    return out
+
+
 def temporal_answers(samples: Sequence[Sample], detections: Sequence[Detection], cfg: TemporalConfig) -> list:
     """Per sample the answer of :func:`~pipeline.inference.temporal.smooth_track` run over its
     sequence in frame order: a box ``[4]`` or None (sample order)."""
     boxes, scores = top1(detections)
-    out: list = [None] * len(samples)
-    order = sequence_order([s.sequence_id for s in samples], [s.frame_index for s in samples])
-    for positions in order.values():
-        smoothed = smooth_track([boxes[i] for i in positions], [scores[i] for i in positions], cfg)
-        for i, box in zip(positions, smoothed):
-            out[i] = box
-    return out
+    return _per_sequence(samples, lambda pos: smooth_track([boxes[i] for i in pos], [scores[i] for i in pos], cfg))
+
+
+def tracked_answers(samples: Sequence[Sample], detections: Sequence[Detection],
+                    embeddings: Sequence[np.ndarray | None], cfg: TrackConfig, threshold: float) -> list:
+    """Per sample the answer of :func:`~pipeline.inference.tracker.track` over its sequence's
+    candidates in frame order: a box ``[4]`` or None (sample order)."""
+    frames = [Candidates(b, s, e) for (b, s), e in zip(detections, embeddings)]
+    return _per_sequence(samples, lambda pos: track([frames[i] for i in pos], cfg, threshold))
 
 
 def evaluate(
@@ -117,17 +138,20 @@ def evaluate(
     ``ev.score_threshold`` as :meth:`Detector.resolve_threshold` reads it; ``calibrated``
     temporal thresholds follow it."""
     threshold, source = detector.resolve_threshold(ev.score_threshold)
-    detections, ms = predict_samples(detector, samples)
-    smoothed = None
+    detections, ms, embeddings = predict_samples(detector, samples)
+    smoothed = tracked = None
     if temporal is not None and temporal.enabled:
         smoothed = temporal_answers(samples, detections, resolve_temporal(temporal, threshold))
+        tracked = tracked_answers(samples, detections, embeddings, temporal.track, threshold)
     scores = score_and_write(out, samples, detections, score_threshold=threshold,
                              iou_threshold=ev.iou_threshold, ms_per_frame=ms, gallery_frames=ev.gallery_frames,
-                             temporal_boxes=smoothed, dtype=detector.precision.name, score_threshold_source=source)
+                             temporal_boxes=smoothed, dtype=detector.precision.name, score_threshold_source=source,
+                             tracked_boxes=tracked)
     s = scores.summary
     log.info("%d frames: AP50 %s, success %s, F1 %s at score threshold %.3g (%s), ECE %s; %d sequences: ST-IoU %s "
-             "(temporal %s); %.1f ms/frame -> %s", s["frames"], s["AP50"], s["success"], s["f1"], threshold, source,
-             s["ece"], s["sequences"], s["st_iou"], s["st_iou_temporal"], ms, out.folder)
+             "(smoothed %s, tracked %s); %.1f ms/frame -> %s", s["frames"], s["AP50"], s["success"], s["f1"],
+             threshold, source, s["ece"], s["sequences"], s["st_iou"], s["st_iou_temporal"], s["st_iou_tracked"], ms,
+             out.folder)
     return scores
 
 

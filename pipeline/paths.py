@@ -159,6 +159,12 @@ class Paths:
         """PNGs embedded in the report."""
         return self.root / "reports" / "figures"
 
+    # python -m pipeline.tune_temporal
+    @property
+    def temporal_tuning(self) -> Path:
+        """The tracker's settings tried on the val split and the chosen ones."""
+        return self.root / "reports" / "tuning"
+
     @property
     def mlflow_db(self) -> Path:
         return self.root / "mlflow.db"

@@ -218,8 +218,9 @@ def dataset_videos(root: Path) -> list[tuple[str, Path, list[Path]]]:
 
 def report_speed(answers: VideoAnswers) -> None:
     """One line per video on stdout: frames, frames with an answer, frames/s."""
+    share = answers.temporal_seconds / answers.seconds if answers.seconds > 0 else 0.0
     print(f"{answers.video_id}: {answers.frames} frames, {answers.frames_with_answer} with the object, "
-          f"{answers.frames_per_second:.1f} frames/s", flush=True)
+          f"{answers.frames_per_second:.1f} frames/s ({100 * share:.1f} % in the temporal step)", flush=True)
 
 
 def predict_videos(args: argparse.Namespace) -> None:
@@ -229,13 +230,20 @@ def predict_videos(args: argparse.Namespace) -> None:
         videos = [(args.video_id or default_video_id(args.video), args.video, image_files(args.templates, "template"))]
     else:
         videos = dataset_videos(args.dataset)
-    # With the filter, the detector keeps every score: the filter's own thresholds decide.
-    detector = load_detector(args, score_threshold=0.0 if temporal else args.score_threshold, max_detections=1)
+    # With the filter, the detector keeps every score: the filter's own thresholds decide; the
+    # tracker gets each frame's top-k candidates.
+    candidates = temporal.track.top_k if temporal is not None and temporal.method == "track" else 1
+    detector = load_detector(args, score_threshold=0.0 if temporal else args.score_threshold,
+                             max_detections=candidates)
     threshold = detector.score_threshold if temporal is None else detector.resolve_threshold(
         CALIBRATED if args.score_threshold is None else args.score_threshold)[0]
     if temporal is not None:
         temporal = resolve_temporal(temporal, threshold)
-        log.info("temporal: on at %.4g, off below %.4g", temporal.on_threshold, temporal.off_threshold)
+        if temporal.method == "track":
+            log.info("temporal: tracking over %d candidates per frame (%s), presence threshold %.4g",
+                     temporal.track.top_k, temporal.track.mode, threshold)
+        else:
+            log.info("temporal: on at %.4g, off below %.4g", temporal.on_threshold, temporal.off_threshold)
     entries, total = [], None
     for vid, path, templates in videos:
         detector.set_templates(templates)
@@ -248,7 +256,7 @@ def predict_videos(args: argparse.Namespace) -> None:
     write_json(args.out / SUBMISSION, submission(entries))
     if len(videos) > 1 and total is not None:
         print(f"all {len(videos)} videos: {total[0]} frames, {total[0] / max(total[1], 1e-9):.1f} frames/s")
-    log.info("%d videos (%s) -> %s", len(videos), "temporal smoothing" if temporal else "raw top-1",
+    log.info("%d videos (%s) -> %s", len(videos), f"temporal: {temporal.method}" if temporal else "raw top-1",
              args.out / SUBMISSION)
 
 

@@ -14,7 +14,7 @@ import torch
 import yaml
 
 from pipeline.cli import UserError
-from pipeline.config import TemporalConfig, to_raw
+from pipeline.config import TemporalConfig, TrackConfig, to_raw
 from pipeline.data.formats.video import VideoFrames
 from pipeline.detector import build_detector
 from tests.models import model_config
@@ -22,6 +22,7 @@ from pipeline.engine.checkpoint import save_checkpoint
 from pipeline.evaluate import main as evaluate_main
 from pipeline.inference import Detector
 from pipeline.inference.temporal import smooth_track
+from pipeline.inference.tracker import Candidates, track
 from pipeline.metrics.stiou import score_submission
 from pipeline.predict import main as predict_main
 from tests.datasets import make_video_dataset
@@ -94,6 +95,33 @@ def test_predict_video_streams_smooths_and_writes_the_submission(workdir, videos
     # consecutive frames form one bboxes run each
     runs = [[b["frame"] for b in group["bboxes"]] for group in doc[0]["detections"]]
     assert all(r == list(range(r[0], r[-1] + 1)) for r in runs)
+
+
+@pytest.mark.parametrize("mode", ["offline", "online"])
+def test_predict_video_tracks_over_candidates(workdir, videos, tmp_path, capsys, mode):
+    """``temporal.method: track``: the submission is the tracker's answer over the Detector's
+    top-k candidates (with their appearance embeddings) of every decoded frame."""
+    # the untrained model scores about 0.006 everywhere: a threshold just under it answers
+    track_cfg = TrackConfig(mode=mode, top_k=3, switch_cost=0.1, min_segment=2)
+    params = yaml.safe_load((workdir / "params.yaml").read_text())
+    params["temporal"].update(method="track", track=to_raw(track_cfg))
+    (workdir / "params.yaml").write_text(yaml.safe_dump(params))
+    clip = videos / "samples/clip_c/drone_video.mp4"
+    out = tmp_path / "pred"
+    predict_main(["--checkpoint", "models/best.pt", "--templates", str(clip.parent / "object_images"),
+                  "--video", str(clip), "--out", str(out), "--score-threshold", "0.005"])
+    assert "% in the temporal step" in capsys.readouterr().out
+    det = Detector.from_checkpoint("models/best.pt", score_threshold=0.0, max_detections=3, amp="auto")
+    det.set_templates(sorted((clip.parent / "object_images").iterdir()))
+    found = det.predict([cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB) for _, bgr in VideoFrames(clip)])
+    assert all(d.embeddings is not None and d.embeddings.shape == (len(d.scores), 16) for d in found)
+    want = track([Candidates(d.boxes, d.scores, d.embeddings) for d in found], track_cfg, 0.005)
+    assert any(w is not None for w in want)
+    got = _submitted(json.loads((out / "submission.json").read_text())[0], 8)
+    assert [g is not None for g in got] == [w is not None for w in want]
+    for g, w in zip(got, want):
+        if w is not None:
+            np.testing.assert_allclose(g, np.round(w), atol=1)
 
 
 def test_predict_video_without_temporal_uses_the_score_threshold(workdir, videos, tmp_path, capsys):

@@ -113,7 +113,8 @@ class ReferenceDetector(nn.Module):
         ``H0 = ceil(H / stride)``, ``W0 = ceil(W / stride)``; the query head gives ``logits [B, 1,
         N]`` and ``boxes [B, N, 4]``, one per query (and ``aux``, per earlier decoder layer). With a
         refiner, its outputs: ``logits [B, 1, k]`` and ``boxes [B, k, 4]`` of the verified
-        candidates, the head's own under ``first_stage``.
+        candidates, the head's own under ``first_stage``. Always ``appearance``: the finest neck map
+        ``[B, C, H0, W0]``, from which a candidate's appearance embedding is pooled.
         """
         if search.dim() != 4 or search.shape[1] != 3:
             raise ValueError(f"detect: expected search [B, 3, H, W], got {tuple(search.shape)}")
@@ -146,7 +147,9 @@ class ReferenceDetector(nn.Module):
         inputs = HeadInputs(features=feats, correlations=correlations, similarities=maps,
                             level_weights=level_weights, image_size=tuple(search.shape[-2:]), templates=fused)
         outputs = self.head(inputs)
-        return outputs if self.refiner is None else self.refiner(outputs, inputs)
+        outputs = outputs if self.refiner is None else self.refiner(outputs, inputs)
+        outputs["appearance"] = feats[0]  # candidates' appearance embeddings are pooled from it (tracking)
+        return outputs
 
     @property
     def decoding(self) -> str:

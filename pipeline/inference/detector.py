@@ -30,6 +30,7 @@ from pipeline.config import CALIBRATED, ConfigError, ModelConfig, parse_params
 from pipeline.data.frames import Sample, read_frame, resize, to_tensor_array
 from pipeline.data.decode import BadImage, decoded_size
 from pipeline.data.imageio import PAD_MODES, PadMode, pad_to_square, square_template
+from pipeline.detector.appearance import embed_boxes
 from pipeline.detector.model import ReferenceDetector, build_detector
 from pipeline.engine.amp import Precision, resolve_precision
 from pipeline.engine.checkpoint import load_checkpoint
@@ -53,10 +54,14 @@ class Detections(NamedTuple):
 
     boxes: ``[N, 4]`` float32 ``(x1, y1, x2, y2)`` in the original image's pixels, clamped to it.
     scores: ``[N]`` float32 in ``(0, 1]``, descending.
+    embeddings: ``[N, C]`` float32, L2-normalised appearance of each box (the model's finest
+        features, RoI-pooled: :func:`~pipeline.detector.appearance.embed_boxes`); None for a model
+        that does not give its features (an ONNX export).
     """
 
     boxes: np.ndarray
     scores: np.ndarray
+    embeddings: np.ndarray | None = None
 
 
 class Detector:
@@ -288,26 +293,32 @@ class Detector:
     def _predict_batch(self, frames: np.ndarray, sizes: Sequence[tuple[int, int]]) -> list[Detections]:
         """``frames [B, h, w, 3]`` uint8 at search_size -> one Detections per frame (original px)."""
         search = torch.from_numpy(np.stack([to_tensor_array(f) for f in frames])).to(self.device)
-        per_frame = self._detect(search, self._encoded)  # type: ignore[arg-type]
+        per_frame, appearance = self._detect(search, self._encoded)  # type: ignore[arg-type]
         if self.flip_tta:
             if self._encoded_flipped is None:  # the mirrored frame is searched for the mirrored object
                 assert self._templates is not None
                 with self.precision.autocast():
                     self._encoded_flipped = self.model.encode_templates(self._templates.flip(-1))
             width = search.shape[-1]
-            mirrored = self._detect(search.flip(-1), self._encoded_flipped)
+            mirrored, _ = self._detect(search.flip(-1), self._encoded_flipped)
             per_frame = [
                 self._merge(b, s, _mirror(fb, width), fs) for (b, s), (fb, fs) in zip(per_frame, mirrored)
             ]
+        embeddings: list[Tensor | None] = [None] * len(per_frame)
+        if appearance is not None:
+            embeddings = embed_boxes(appearance, [b for b, _ in per_frame], search.shape[-1])  # type: ignore[assignment]
         out = []
-        for (boxes, scores), (width, height) in zip(per_frame, sizes):
-            out.append(self._to_original(boxes, scores, width, height))
+        for (boxes, scores), emb, (width, height) in zip(per_frame, embeddings, sizes):
+            out.append(self._to_original(boxes, scores, width, height, emb))
         return out
 
-    def _detect(self, search: Tensor, encoded: Sequence[Tensor]) -> list[tuple[Tensor, Tensor]]:
+    def _detect(self, search: Tensor, encoded: Sequence[Tensor]) -> tuple[list[tuple[Tensor, Tensor]], Tensor | None]:
+        """Per image ``(boxes, scores)`` at search size, and the model's appearance map (None
+        when it gives none)."""
         with self.precision.autocast():
             outputs = self.model.detect(search, encoded)
-        return self.model.decode(outputs, self.score_threshold, self.nms_iou, self.max_detections)
+        found = self.model.decode(outputs, self.score_threshold, self.nms_iou, self.max_detections)
+        return found, outputs.get("appearance")
 
     def _merge(self, boxes: Tensor, scores: Tensor, boxes2: Tensor, scores2: Tensor) -> tuple[Tensor, Tensor]:
         """NMS over the union of two detection sets, best ``max_detections`` kept."""
@@ -315,7 +326,8 @@ class Detector:
         keep = nms(boxes, scores, self.nms_iou)[: self.max_detections]
         return boxes[keep], scores[keep]
 
-    def _to_original(self, boxes: Tensor, scores: Tensor, width: int, height: int) -> Detections:
+    def _to_original(self, boxes: Tensor, scores: Tensor, width: int, height: int,
+                     embeddings: Tensor | None = None) -> Detections:
         """Scale search-size boxes to the original ``width x height`` and clamp them to it."""
         sx, sy = self.search_size[0] / width, self.search_size[1] / height
         scale = torch.tensor([sx, sy, sx, sy], dtype=boxes.dtype, device=boxes.device)
@@ -324,8 +336,9 @@ class Detector:
         boxes[:, 1::2] = boxes[:, 1::2].clamp(0, height)
         # a box entirely off the image collapses to zero area: nothing left to point at
         keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        emb = None if embeddings is None else embeddings[keep].float().cpu().numpy()
         return Detections(
-            boxes[keep].float().cpu().numpy().reshape(-1, 4), scores[keep].float().cpu().numpy().reshape(-1)
+            boxes[keep].float().cpu().numpy().reshape(-1, 4), scores[keep].float().cpu().numpy().reshape(-1), emb
         )
 
 

@@ -1,9 +1,12 @@
 """Search a whole video, frame by frame, for the object of a :class:`Detector`'s templates.
 
 Frames are decoded by OpenCV and sent to the model ``batch_size`` at a time (the templates were
-encoded once by :meth:`Detector.set_templates`); the top-1 detection of each frame goes through
-the :class:`~pipeline.inference.temporal.TemporalFilter` (or, without it, counts where it scores
-at least ``score_threshold``). Nothing but the answers is kept in memory.
+encoded once by :meth:`Detector.set_templates`). With ``temporal.method: smooth`` the top-1
+detection of each frame goes through the :class:`~pipeline.inference.temporal.TemporalFilter`;
+with ``track`` each frame's top-k candidates go to the
+:class:`~pipeline.inference.tracker.PathSearch` (offline: answered once the video ends; online:
+frame by frame); without ``temporal`` the top-1 box counts where it scores at least
+``score_threshold``. Nothing but the answers (and, to track, the candidates) is kept in memory.
 
 The answers become one entry of a submission document, the drone benchmark's format::
 
@@ -29,16 +32,19 @@ from pipeline.config import TemporalConfig
 from pipeline.data.formats.video import BadVideo, VideoFrames
 from pipeline.inference.detector import Detector
 from pipeline.inference.temporal import TemporalFilter
+from pipeline.inference.tracker import Candidates, PathSearch
 
 
 @dataclass(frozen=True)
 class VideoAnswers:
     """One video's answers: ``boxes[n]`` is frame ``n``'s box ``[4]`` xyxy px or None (absent);
-    ``seconds`` is the wall time of decoding, the model and the filter (templates excluded)."""
+    ``seconds`` is the wall time of decoding, the model and the filter (templates excluded), of
+    which ``temporal_seconds`` in the temporal step (smoothing or tracking)."""
 
     video_id: str
     boxes: list[np.ndarray | None]
     seconds: float
+    temporal_seconds: float = 0.0
 
     @property
     def frames(self) -> int:
@@ -62,20 +68,32 @@ def search_video(
     batch_size: int = 8,
 ) -> VideoAnswers:
     """Answers for every frame of the video at ``path`` (see the module docstring). ``temporal``
-    None (or not enabled) answers the raw top-1 box where it reaches ``score_threshold``. An
-    unreadable video is a :class:`UserError` naming it."""
-    use_filter = temporal is not None and temporal.enabled
-    filt = TemporalFilter(temporal) if use_filter else None  # type: ignore[arg-type]
+    None (or not enabled) answers the raw top-1 box where it reaches ``score_threshold``; the
+    tracker takes ``score_threshold`` as the presence threshold. An unreadable video is a
+    :class:`UserError` naming it."""
+    use_time = temporal is not None and temporal.enabled
+    tracking = use_time and temporal.method == "track"  # type: ignore[union-attr]
+    filt = TemporalFilter(temporal) if use_time and not tracking else None  # type: ignore[arg-type]
+    paths = PathSearch(temporal.track, score_threshold) if tracking else None  # type: ignore[union-attr]
+    online = paths is not None and temporal.track.mode == "online"  # type: ignore[union-attr]
     boxes: list[np.ndarray | None] = []
+    spent = 0.0
 
     def consume(batch: list[np.ndarray]) -> None:
+        nonlocal spent
         for found in detector.predict(batch, batch_size=batch_size):
             top = found.boxes[0] if len(found.scores) else None
             score = float(found.scores[0]) if len(found.scores) else 0.0
-            if filt is not None:
+            start = time.perf_counter()
+            if paths is not None:
+                choice = paths.push(Candidates(found.boxes, found.scores, found.embeddings))
+                if online:
+                    boxes.append(paths.box(len(boxes), choice))
+            elif filt is not None:
                 boxes.extend(a.box for a in filt.push(top, score))
             else:
                 boxes.append(top if top is not None and score >= score_threshold else None)
+            spent += time.perf_counter() - start
 
     start = time.perf_counter()
     batch: list[np.ndarray] = []
@@ -89,9 +107,13 @@ def search_video(
         raise UserError(f"{path}: {exc}") from None
     if batch:
         consume(batch)
+    last = time.perf_counter()
     if filt is not None:
         boxes.extend(a.box for a in filt.flush())
-    return VideoAnswers(video_id, boxes, time.perf_counter() - start)
+    if paths is not None and not online:
+        boxes = paths.offline_answers()
+    end = time.perf_counter()
+    return VideoAnswers(video_id, boxes, end - start, spent + end - last)
 
 
 def submission_entry(answers: VideoAnswers) -> dict[str, Any]:

@@ -36,13 +36,15 @@ def score_and_write(
     temporal_boxes: Sequence[Sequence[float] | None] | None = None,
     dtype: str | None = None,
     score_threshold_source: str | None = None,
+    tracked_boxes: Sequence[Sequence[float] | None] | None = None,
 ) -> Scores:
     """Score ``detections`` (one ``(boxes [N,4] xyxy original px, scores [N])`` per sample) and
     write every file of ``out``; returns the scores. ``temporal_boxes``: one answer per sample
-    after temporal post-processing, for ``st_iou_temporal``; ``dtype``: the model's arithmetic;
+    after temporal smoothing, for ``st_iou_temporal``, ``tracked_boxes`` likewise after tracking over
+    candidates, for ``st_iou_tracked``; ``dtype``: the model's arithmetic;
     ``score_threshold_source``: where the threshold came from (in the summary when given)."""
     scores = score_detections(samples, detections, score_threshold, iou_threshold, ms_per_frame, temporal_boxes,
-                              dtype, score_threshold_source)
+                              dtype, score_threshold_source, tracked_boxes)
     write_scores(out, scores)
     write_csv(out.predictions, predictions_table(samples, detections))
     with atomic_path(out.gallery) as tmp:

@@ -60,6 +60,7 @@ def score_detections(
     temporal_boxes: Sequence[Sequence[float] | None] | None = None,
     dtype: str | None = None,
     score_threshold_source: str | None = None,
+    tracked_boxes: Sequence[Sequence[float] | None] | None = None,
 ) -> Scores:
     """Score per-frame detections (original pixels, one entry per sample, same order).
 
@@ -67,7 +68,8 @@ def score_detections(
     :func:`pipeline.metrics.topone.summarize`, ``objects``, ``ms_per_frame``, both thresholds,
     and ``sequences`` with the mean ST-IoU over them (:mod:`pipeline.metrics.stiou`): ``st_iou``
     of the top-1 box above ``score_threshold`` per frame, ``st_iou_temporal`` of
-    ``temporal_boxes`` (one answer per sample after temporal post-processing; None if not given),
+    ``temporal_boxes`` (one answer per sample after temporal smoothing; None if not given),
+    ``st_iou_tracked`` of ``tracked_boxes`` (after tracking over candidates; likewise),
     and ``inference_dtype``, the arithmetic the model ran in (``dtype``: fp32, bf16, fp16), which
     ``ms_per_frame`` depends on; ``ece``, the expected calibration error of the top-1 score
     (:mod:`pipeline.metrics.calibration`, 10 bins), and ``score_threshold_source`` when given.
@@ -92,7 +94,7 @@ def score_detections(
     boxes, top_scores = top1(detections)
     sequences = sequence_table(
         frames["sequence_id"].tolist(), frames["object_id"].tolist(), frames["frame_index"].tolist(), gt,
-        thresholded(boxes, top_scores, score_threshold), temporal_boxes,
+        thresholded(boxes, top_scores, score_threshold), temporal_boxes, tracked_boxes,
     )
     summary.update({k: _clean(v) for k, v in summarize_sequences(sequences).items()})
     summary["ms_per_frame"] = _clean(ms_per_frame)

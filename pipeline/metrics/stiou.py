@@ -29,7 +29,9 @@ Detection = tuple[np.ndarray, np.ndarray]  # boxes [N, 4] xyxy, scores [N]
 
 #: Columns of ``sequences.csv``.
 SEQUENCE_COLUMNS = ["sequence_id", "object_id", "frames", "frames_with_target", "frames_predicted", "st_iou",
-                    "frames_predicted_temporal", "st_iou_temporal"]
+                    "frames_predicted_temporal", "st_iou_temporal", "frames_predicted_tracked", "st_iou_tracked"]
+
+
 
 
 def frame_terms(truth: Sequence[Box | None], pred: Sequence[Box | None]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -92,9 +94,11 @@ def sequence_table(
     truth: Sequence[Box | None],
     pred: Sequence[Box | None],
     pred_temporal: Sequence[Box | None] | None = None,
+    pred_tracked: Sequence[Box | None] | None = None,
 ) -> pd.DataFrame:
     """One row per sequence (:data:`SEQUENCE_COLUMNS`, sorted by sequence id): frame counts and
-    the ST-IoU of ``pred`` and, when given, of ``pred_temporal`` (else those columns are empty).
+    the ST-IoU of ``pred`` and, when given, of ``pred_temporal`` (smoothed) and ``pred_tracked``
+    (tracked over candidates); columns of one not given are empty.
     All per-frame inputs are in the same (any) order; ``object_id`` is that of a sequence's
     first frame by frame index.
 
@@ -109,18 +113,23 @@ def sequence_table(
     })
     columns = {"frames": ("truth", "size"), "frames_with_target": ("truth", "sum"),
                "frames_predicted": ("pred", "sum"), "iou": ("iou", "sum"), "union": ("union", "sum")}
-    if pred_temporal is not None:
-        _, has_q, iou_q = frame_terms(truth, pred_temporal)
-        frames["pred_t"], frames["iou_t"], frames["union_t"] = has_q, iou_q, has_t | has_q
-        columns.update(frames_predicted_temporal=("pred_t", "sum"), iou_t=("iou_t", "sum"), union_t=("union_t", "sum"))
+    others = {"temporal": pred_temporal, "tracked": pred_tracked}
+    for name, answers in others.items():
+        if answers is not None:
+            _, has_q, iou_q = frame_terms(truth, answers)
+            frames[f"pred_{name}"], frames[f"iou_{name}"], frames[f"union_{name}"] = has_q, iou_q, has_t | has_q
+            columns.update({f"frames_predicted_{name}": (f"pred_{name}", "sum"), f"iou_{name}": (f"iou_{name}", "sum"),
+                            f"union_{name}": (f"union_{name}", "sum")})
     frames = frames.sort_values(["sequence_id", "frame_index"], kind="stable")
     table = frames.groupby("sequence_id", sort=True).agg(object_id=("object_id", "first"), **columns).reset_index()
     table["st_iou"] = _ratio_or_one(table["iou"], table["union"])
-    if pred_temporal is None:
-        table["frames_predicted_temporal"] = None
-        table["st_iou_temporal"] = None
-    else:
-        table["st_iou_temporal"] = _ratio_or_one(table["iou_t"], table["union_t"])
+    for name, answers in others.items():
+        if answers is None:
+            table[f"frames_predicted_{name}"] = None
+            table[f"st_iou_{name}"] = None
+        else:
+            table[f"st_iou_{name}"] = _ratio_or_one(table[f"iou_{name}"], table[f"union_{name}"])
+            table[f"frames_predicted_{name}"] = table[f"frames_predicted_{name}"].astype(int)
     for key in ("frames", "frames_with_target", "frames_predicted"):
         table[key] = table[key].astype(int)
     return table[SEQUENCE_COLUMNS]
@@ -133,10 +142,10 @@ def _ratio_or_one(iou_sum: pd.Series, union: pd.Series) -> np.ndarray:
 
 
 def summarize_sequences(table: pd.DataFrame) -> dict[str, float | int | None]:
-    """``sequences``, ``st_iou`` and ``st_iou_temporal``: the means over the sequences of a
-    :func:`sequence_table` (None when undefined)."""
+    """``sequences``, ``st_iou``, ``st_iou_temporal`` and ``st_iou_tracked``: the means over the
+    sequences of a :func:`sequence_table` (None when undefined)."""
     out: dict[str, float | int | None] = {"sequences": int(len(table))}
-    for key in ("st_iou", "st_iou_temporal"):
+    for key in ("st_iou", "st_iou_temporal", "st_iou_tracked"):
         values = pd.to_numeric(table[key], errors="coerce").dropna()
         out[key] = float(values.mean()) if len(values) else None
     return out

@@ -83,9 +83,16 @@ def test_sequence_table_orders_frames_and_averages_sequences():
     assert table["st_iou"].tolist() == pytest.approx([1.0, 2 / 3])
     assert table["st_iou_temporal"].tolist() == pytest.approx([1.0, 1.0])
     summary = summarize_sequences(table)
-    assert summary == {"sequences": 2, "st_iou": pytest.approx((1 + 2 / 3) / 2), "st_iou_temporal": 1.0}
+    assert summary == {"sequences": 2, "st_iou": pytest.approx((1 + 2 / 3) / 2), "st_iou_temporal": 1.0,
+                       "st_iou_tracked": None}
     without = summarize_sequences(sequence_table(seqs, seqs, frames, truth, pred))
     assert without["st_iou_temporal"] is None
+    # the tracked answers get columns of their own: "a" misses one of its 2 frames, "b" is exact
+    tracked = [None, None, B, B, B]
+    both = sequence_table(seqs, seqs, frames, truth, pred, smoothed, tracked)
+    assert both["st_iou_tracked"].tolist() == pytest.approx([0.5, 1.0])
+    assert both["frames_predicted_tracked"].tolist() == [1, 2]
+    assert both["st_iou_temporal"].tolist() == pytest.approx([1.0, 1.0])
 
 
 def test_score_submission_per_video():
