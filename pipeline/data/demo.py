@@ -93,7 +93,7 @@ _STREAM_OBJECT, _STREAM_TEMPLATE, _STREAM_SEQUENCE, _STREAM_NOISE, _STREAM_ABSEN
 _STREAM_PHOTO_OBJECT, _STREAM_PHOTO_TEMPLATE, _STREAM_PHOTO_SEQUENCE = 6, 7, 8
 # Long-clip behaviours (absence in stretches, long occlusions, crossings, camera zoom / tilt) draw
 # from their own streams too, so at their defaults the data is what it was before they existed.
-_STREAM_ABSENT_STRETCH, _STREAM_OCCLUSION, _STREAM_CROSSING, _STREAM_CAMERA = 9, 10, 11, 12
+_STREAM_ABSENT_STRETCH, _STREAM_OCCLUSION, _STREAM_CROSSING, _STREAM_CAMERA, _STREAM_GROUND = 9, 10, 11, 12, 13
 
 #: Training photos, BGR float32 [H, W, 3]: the textures of photo identities and grounds.
 Photos = Sequence[np.ndarray]
@@ -723,19 +723,25 @@ def _camera(seed: int, cfg: DemoConfig, object_id: int, sequence: int, frames: i
 
 def _crossing_tracks(
     seed: int, cfg: DemoConfig, object_id: int, sequence: int, target: _Track, split_ids: Sequence[int],
-    absent: frozenset[int],
+    absent: frozenset[int], camera: np.ndarray | None,
 ) -> list[_Track]:
     """Look-alikes that pass over the target's path, one per ``crossings``, spread over the clip.
 
     Each is the target's outline on another identity's surface or the target's surface on another
-    outline (alternately), moving in a straight line that meets the target at a present frame.
+    outline (alternately), moving in a straight line that meets the target at a frame where the
+    target is drawn and in view.
     """
     frames = len(target.centres)
     others = [o for o in split_ids if o != object_id]
     if cfg.crossings == 0 or frames < 2 or not others:
         return []
     rng = _rng(seed, _STREAM_CROSSING, object_id, sequence)
-    present = np.array([i for i in range(frames) if i not in absent] or range(frames))
+    centres = target.centres
+    if camera is not None:  # where the camera shows it: a zoom-in may carry it out of view
+        mid = np.array([FRAME_W / 2, FRAME_H / 2])
+        centres = mid + np.einsum("fij,fj->fi", camera, centres - mid)
+    inside = (centres >= 0).all(1) & (centres < (FRAME_W, FRAME_H)).all(1)
+    present = np.array([i for i in range(frames) if i not in absent and inside[i]] or range(frames))
     same_outline = rng.random() < 0.5
     tracks = []
     for c in range(cfg.crossings):
@@ -850,7 +856,11 @@ def render_sequence(
     canvas_h, canvas_w = FRAME_H + 2 * (margin + extra[1]), FRAME_W + 2 * (margin + extra[0])
     # Drawn even where a photo ground replaces it: its draws keep the sequence's stream, and so the
     # procedural data, as they are without photos.
-    bg = _aerial_background(rng, canvas_h, canvas_w, sun)
+    bg = _aerial_background(rng, FRAME_H + 2 * margin, FRAME_W + 2 * margin, sun)
+    if extra.any():
+        # The larger ground a moving camera needs comes from its own stream, after the still one
+        # is drawn: the objects and their paths are those of the still camera's clip.
+        bg = _aerial_background(_rng(seed, _STREAM_GROUND, object_id, sequence), canvas_h, canvas_w, sun)
     photo_rng = _rng(seed, _STREAM_PHOTO_SEQUENCE, object_id, sequence)
     if photo_rng.random() < cfg.photo_grounds:
         bg = _to_uint8(_photo_crop(photo_rng, photos, canvas_h, canvas_w))
@@ -884,7 +894,7 @@ def render_sequence(
 
     absent = absent_frames(seed, cfg, object_id, sequence)
     n_regular = len(tracks)
-    tracks += _crossing_tracks(seed, cfg, object_id, sequence, target, split_ids, absent)
+    tracks += _crossing_tracks(seed, cfg, object_id, sequence, target, split_ids, absent, camera)
     long_occ = _long_occlusions(seed, cfg, object_id, sequence, frames)
     occ_run: set[int] = set()
     occ = _occluder(rng)
