@@ -47,6 +47,10 @@ What is drawn:
   sequences and reference photos stand on a window of one of them instead of the drawn ground.
 * Hard negatives (``lookalikes``): in that share of sequences the first distractor has the target's
   outline with another identity's surface, or the target's surface on another outline.
+* Long clips (all off by default, each from its own random stream; docs/data.md): absent frames in
+  stretches (``absence``, ``absent_stretch``), long occlusions (``occlusion_runs``,
+  ``occlusion_length``), look-alikes crossing the target's path (``crossings``), and a camera that
+  zooms (``zoom``) and tilts (``tilt``) over the sequence. A one-frame sequence is unchanged by them.
 
 The YOLO box is the tight box of the target's rendered mask (coverage >= 50 % of a pixel) after all
 geometric transforms, clipped to the frame; occlusion does not shrink it.

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import re
+from pathlib import Path
 
 import numpy as np
+import yaml
 
+from pipeline.config import parse_params
 from pipeline.data.demo import FRAME_H, FRAME_W, absent_frames, render_sequence
 from tests.datasets import demo_config
 
+REPO = Path(__file__).resolve().parents[2]
 FRAMES = 48
 PLAIN = demo_config(train_objects=6, val_objects=2, frames_per_sequence=FRAMES, distractors=1)
 LONG = dataclasses.replace(PLAIN, absence="stretches", absent_stretch=10, occlusion_runs=2, occlusion_length=10,
@@ -118,4 +123,22 @@ def test_single_frames_do_not_change() -> None:
     moving = dataclasses.replace(LONG, frames_per_sequence=1)
     for o in range(4):
         (a,), (b,) = render_sequence(0, still, o, 0), render_sequence(0, moving, o, 0)
+        assert np.array_equal(a.image, b.image) and a.box == b.box
+
+
+def test_the_documented_video_preset_keeps_training_frames() -> None:
+    text = (REPO / "docs/data.md").read_text()
+    command = text[text.index("python -m dvc exp run -n video"):]
+    command = command[: command.index("```")]
+    sets = dict(re.findall(r"-S data\.demo\.(\w+)=(\S+)", command))
+    preset = parse_params({"data": {"demo": {k: yaml.safe_load(v) for k, v in sets.items()}}}).data.demo
+    assert preset.val_frames_per_sequence >= 200 and preset.frames_per_sequence == 1
+    assert preset.absence == "stretches" and preset.crossings >= 1 and preset.occlusion_runs >= 1
+    assert preset.zoom > 0 and preset.tilt > 0
+    # The same keys on the small procedural demo: training identities render as without them.
+    small = demo_config(train_objects=3, val_objects=1, frames_per_sequence=1)
+    keys = {k: getattr(preset, k) for k in sets if k not in ("val_frames_per_sequence", "layout")}
+    with_preset = dataclasses.replace(small, **keys)
+    for o in (1, 2, 3):
+        (a,), (b,) = render_sequence(0, small, o, 0), render_sequence(0, with_preset, o, 0)
         assert np.array_equal(a.image, b.image) and a.box == b.box
