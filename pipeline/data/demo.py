@@ -675,10 +675,10 @@ def absent_frames(seed: int, cfg: DemoConfig, object_id: int, sequence: int) -> 
 
 
 def _stretches(rng: np.random.Generator, frames: int, n: int, mean: int) -> list[int]:
-    """``n`` of ``frames`` indices as about ``n / mean`` separate runs at random places."""
+    """``n`` of ``frames`` indices as about ``n / mean`` (0.5-1.5 times) separate runs at random places."""
     if n == 0:
         return []
-    k = min(max(1, round(n / mean)), n, frames - n + 1)  # k runs need k - 1 present frames between
+    k = min(max(1, round(n / mean * rng.uniform(0.5, 1.5))), n, frames - n + 1)  # k - 1 present frames between
     cuts = np.sort(rng.choice(np.arange(1, n), k - 1, replace=False)) if k > 1 else np.zeros(0, int)
     lengths = np.diff([0, *cuts.tolist(), n])
     # Stars and bars: the frames - n present frames fall into k + 1 gaps, the inner ones >= 1.
