@@ -90,6 +90,14 @@ class DemoConfig:
     photo_objects: float = field(default=1.0, metadata=bounds(0.0, 1.0))  # identities textured by real photos
     photo_grounds: float = field(default=0.5, metadata=bounds(0.0, 1.0))  # sequences / photos on a real-photo ground
     lookalikes: float = field(default=0.5, metadata=bounds(0.0, 1.0))  # sequences with a look-alike distractor
+    # Long-clip behaviours (docs/data.md, Long demo clips); the defaults leave the data as it was.
+    absence: Literal["scattered", "stretches"] = "scattered"  # absent frames one by one, or in runs
+    absent_stretch: int = field(default=25, metadata=bounds(1))  # mean frames of one absent run (stretches)
+    occlusion_runs: int = field(default=0, metadata=bounds(0))  # long occlusions per sequence
+    occlusion_length: int = field(default=30, metadata=bounds(1))  # mean frames of one long occlusion
+    crossings: int = field(default=0, metadata=bounds(0))  # look-alikes crossing the target's path per sequence
+    zoom: float = field(default=0.0, metadata=bounds(0.0, 1.0))  # apparent size changes by 1 + zoom per sequence
+    tilt: float = field(default=0.0, metadata=bounds(0.0, 0.5))  # camera foreshortening drifts by this per sequence
 
 
 @dataclass(frozen=True)

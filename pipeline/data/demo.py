@@ -47,6 +47,10 @@ What is drawn:
   sequences and reference photos stand on a window of one of them instead of the drawn ground.
 * Hard negatives (``lookalikes``): in that share of sequences the first distractor has the target's
   outline with another identity's surface, or the target's surface on another outline.
+* Long clips (all off by default, each from its own random stream; docs/data.md): absent frames in
+  stretches (``absence``, ``absent_stretch``), long occlusions (``occlusion_runs``,
+  ``occlusion_length``), look-alikes crossing the target's path (``crossings``), and a camera that
+  zooms (``zoom``) and tilts (``tilt``) over the sequence. A one-frame sequence is unchanged by them.
 
 The YOLO box is the tight box of the target's rendered mask (coverage >= 50 % of a pixel) after all
 geometric transforms, clipped to the frame; occlusion does not shrink it.
@@ -91,6 +95,9 @@ _STREAM_OBJECT, _STREAM_TEMPLATE, _STREAM_SEQUENCE, _STREAM_NOISE, _STREAM_ABSEN
 # Real-photo choices draw from their own streams, so with data.demo.photo_* and lookalikes at 0
 # every other draw, and so the data, is what it is without them.
 _STREAM_PHOTO_OBJECT, _STREAM_PHOTO_TEMPLATE, _STREAM_PHOTO_SEQUENCE = 6, 7, 8
+# Long-clip behaviours (absence in stretches, long occlusions, crossings, camera zoom / tilt) draw
+# from their own streams too, so at their defaults the data is what it was before they existed.
+_STREAM_ABSENT_STRETCH, _STREAM_OCCLUSION, _STREAM_CROSSING, _STREAM_CAMERA, _STREAM_GROUND = 9, 10, 11, 12, 13
 
 #: Training photos, BGR float32 [H, W, 3]: the textures of photo identities and grounds.
 Photos = Sequence[np.ndarray]
@@ -654,12 +661,112 @@ def absent_frames(seed: int, cfg: DemoConfig, object_id: int, sequence: int) -> 
     """Indices of the frames of a sequence that leave the target out.
 
     Stochastic rounding of ``absent_fraction * frames`` keeps the expected share exact even for
-    short sequences.
+    short sequences. ``absence: stretches`` groups them into runs of about ``absent_stretch``.
     """
     rng = _rng(seed, _STREAM_ABSENT, object_id, sequence)
     frames = frames_per_sequence(cfg, object_id)
     n = min(int(math.floor(cfg.absent_fraction * frames + rng.uniform())), frames)
+    if cfg.absence == "stretches":
+        # Same count draw as scattered, placement from its own stream: a one-frame sequence is
+        # absent in both modes or in neither, so single-frame training data does not change.
+        stretch_rng = _rng(seed, _STREAM_ABSENT_STRETCH, object_id, sequence)
+        return frozenset(_stretches(stretch_rng, frames, n, cfg.absent_stretch))
     return frozenset(rng.choice(frames, n, replace=False).tolist())
+
+
+def _stretches(rng: np.random.Generator, frames: int, n: int, mean: int) -> list[int]:
+    """``n`` of ``frames`` indices as about ``n / mean`` (0.5-1.5 times) separate runs at random places."""
+    if n == 0:
+        return []
+    k = min(max(1, round(n / mean * rng.uniform(0.5, 1.5))), n, frames - n + 1)  # k - 1 present frames between
+    cuts = np.sort(rng.choice(np.arange(1, n), k - 1, replace=False)) if k > 1 else np.zeros(0, int)
+    lengths = np.diff([0, *cuts.tolist(), n])
+    # Stars and bars: the frames - n present frames fall into k + 1 gaps, the inner ones >= 1.
+    free = frames - n - (k - 1)
+    bars = np.sort(rng.choice(free + k, k, replace=False))
+    gaps = np.diff([-1, *bars.tolist(), free + k]) - 1
+    gaps[1:-1] += 1
+    out, i = [], int(gaps[0])
+    for length, gap in zip(lengths, gaps[1:]):
+        out.extend(range(i, i + int(length)))
+        i += int(length) + int(gap)
+    return out
+
+
+def _long_occlusions(seed: int, cfg: DemoConfig, object_id: int, sequence: int, frames: int) -> dict[int, dict]:
+    """Frame -> occluder of the ``occlusion_runs`` long occlusions of a sequence (none in a still)."""
+    if cfg.occlusion_runs == 0 or frames < 2:
+        return {}
+    rng = _rng(seed, _STREAM_OCCLUSION, object_id, sequence)
+    out: dict[int, dict] = {}
+    for _ in range(cfg.occlusion_runs):
+        length = int(np.clip(round(cfg.occlusion_length * rng.uniform(0.5, 1.5)), 1, frames))
+        start = int(rng.integers(0, frames - length + 1))
+        occ = _occluder(rng)
+        out.update(dict.fromkeys(range(start, start + length), occ))
+    return out
+
+
+def _camera(seed: int, cfg: DemoConfig, object_id: int, sequence: int, frames: int, axis: float) -> np.ndarray | None:
+    """Per-frame 2x2 linear map about the frame centre (zoom, tilt), or None when the camera keeps still.
+
+    Frame 0 is the identity, so a single-frame sequence looks as it does without zoom and tilt.
+    The zoom goes smoothly to ``(1 + zoom) ** +-1`` at the last frame (in or out); the tilt
+    foreshortens along ``axis`` down to ``1 - tilt`` mid-clip and back.
+    """
+    if (cfg.zoom == 0 and cfg.tilt == 0) or frames < 2:
+        return None
+    rng = _rng(seed, _STREAM_CAMERA, object_id, sequence)
+    t = np.arange(frames) / (frames - 1)
+    direction = 1.0 if rng.random() < 0.5 else -1.0
+    scale = (1.0 + cfg.zoom) ** (direction * t * t * (3 - 2 * t))  # smoothstep: starts and stops gently
+    squash = 1.0 - cfg.tilt * np.sin(math.pi * t)
+    axis_rot = _rot(axis)
+    return np.stack([s * axis_rot @ np.diag([1.0, f]) @ axis_rot.T for s, f in zip(scale, squash)])
+
+
+def _crossing_tracks(
+    seed: int, cfg: DemoConfig, object_id: int, sequence: int, target: _Track, split_ids: Sequence[int],
+    absent: frozenset[int], camera: np.ndarray | None,
+) -> list[_Track]:
+    """Look-alikes that pass over the target's path, one per ``crossings``, spread over the clip.
+
+    Each is the target's outline on another identity's surface or the target's surface on another
+    outline (alternately), moving in a straight line that meets the target at a frame where the
+    target is drawn and in view.
+    """
+    frames = len(target.centres)
+    others = [o for o in split_ids if o != object_id]
+    if cfg.crossings == 0 or frames < 2 or not others:
+        return []
+    rng = _rng(seed, _STREAM_CROSSING, object_id, sequence)
+    centres = target.centres
+    if camera is not None:  # where the camera shows it: a zoom-in may carry it out of view
+        mid = np.array([FRAME_W / 2, FRAME_H / 2])
+        centres = mid + np.einsum("fij,fj->fi", camera, centres - mid)
+    inside = (centres >= 0).all(1) & (centres < (FRAME_W, FRAME_H)).all(1)
+    present = np.array([i for i in range(frames) if i not in absent and inside[i]] or range(frames))
+    same_outline = rng.random() < 0.5
+    tracks = []
+    for c in range(cfg.crossings):
+        # One crossing per equal share of the present frames, so they spread over the clip.
+        lo, hi = len(present) * c // cfg.crossings, len(present) * (c + 1) // cfg.crossings
+        at = int(present[int(rng.integers(lo, max(hi, lo + 1)))])
+        other = object_spec(seed, int(rng.choice(others)), cfg.photo_objects)
+        spec = lookalike(target.spec, other, same_outline ^ bool(c % 2))
+        side = float(target.sides[at] * rng.uniform(0.85, 1.15))
+        offset = rng.uniform(-0.25, 0.25, 2) * side  # boxes overlap at the crossing frame
+        heading, speed = rng.uniform(0, 2 * math.pi), rng.uniform(2.0, 6.0)
+        velocity = speed * np.array([math.cos(heading), math.sin(heading)])
+        steps = np.arange(frames) - at
+        tracks.append(_Track(
+            spec=spec,
+            centres=target.centres[at] + offset + steps[:, None] * velocity,
+            thetas=rng.uniform(0, 2 * math.pi) + rng.uniform(-1, 1) * math.radians(4) * steps,
+            sides=np.full(frames, side),
+            light=float(rng.uniform(0.1, 0.3)),
+        ))
+    return tracks
 
 
 def _occluder(rng: np.random.Generator) -> dict:
@@ -743,13 +850,25 @@ def render_sequence(
     noise_sigma = np.float32(rng.uniform(1.5, 5.0))
     # The background canvas is only as much larger than a frame as this sequence's pan needs.
     margin = int(math.ceil(np.abs(cam_v).max() * (frames - 1) / 2)) + 2
+    camera = _camera(seed, cfg, object_id, sequence, frames, tilt)
+    centre = np.array([FRAME_W / 2, FRAME_H / 2])
+    extra = np.zeros(2, int)  # x, y: more ground for a camera that zooms out or tilts
+    if camera is not None:
+        corners = np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]]) * centre
+        seen = np.concatenate([corners @ np.linalg.inv(lin).T for lin in camera])
+        extra = np.ceil(np.maximum(np.abs(seen).max(0) - centre, 0)).astype(int)
+    canvas_h, canvas_w = FRAME_H + 2 * (margin + extra[1]), FRAME_W + 2 * (margin + extra[0])
     # Drawn even where a photo ground replaces it: its draws keep the sequence's stream, and so the
     # procedural data, as they are without photos.
     bg = _aerial_background(rng, FRAME_H + 2 * margin, FRAME_W + 2 * margin, sun)
+    if extra.any():
+        # The larger ground a moving camera needs comes from its own stream, after the still one
+        # is drawn: the objects and their paths are those of the still camera's clip.
+        bg = _aerial_background(_rng(seed, _STREAM_GROUND, object_id, sequence), canvas_h, canvas_w, sun)
     photo_rng = _rng(seed, _STREAM_PHOTO_SEQUENCE, object_id, sequence)
     if photo_rng.random() < cfg.photo_grounds:
-        bg = _to_uint8(_photo_crop(photo_rng, photos, FRAME_H + 2 * margin, FRAME_W + 2 * margin))
-    origin = margin - cam_v * (frames - 1) / 2
+        bg = _to_uint8(_photo_crop(photo_rng, photos, canvas_h, canvas_w))
+    origin = margin + extra - cam_v * (frames - 1) / 2
 
     # Objects: target first, then distractors kept apart from it and from each other.
     side = rng.uniform(TARGET_MIN_SIDE + 4, TARGET_MAX_SIDE - 8)
@@ -778,6 +897,9 @@ def render_sequence(
         tracks.append(tr)
 
     absent = absent_frames(seed, cfg, object_id, sequence)
+    n_regular = len(tracks)
+    tracks += _crossing_tracks(seed, cfg, object_id, sequence, target, split_ids, absent, camera)
+    long_occ = _long_occlusions(seed, cfg, object_id, sequence, frames)
     occ_run: set[int] = set()
     occ = _occluder(rng)
     if rng.random() < 0.4:
@@ -798,6 +920,9 @@ def render_sequence(
     for i in range(frames):
         ox, oy = origin + cam_v * i
         pan = np.float64([[1, 0, -ox], [0, 1, -oy]])
+        lin = None if camera is None else camera[i]
+        if lin is not None:  # the camera's map about the frame centre, after the pan
+            pan = np.hstack([lin, (centre - lin @ (centre + (ox, oy)))[:, None]])
         img = cv2.warpAffine(bg, pan, (FRAME_W, FRAME_H), flags=cv2.INTER_LINEAR)
         img = img.astype(np.float32)
         present = i not in absent
@@ -806,6 +931,11 @@ def render_sequence(
             if j == 0 and not present:
                 continue
             aff = _affine(t, i, squash[i], tilt)
+            if lin is not None:
+                aff = np.hstack([lin @ aff[:, :2], (centre + lin @ (aff[:, 2] - centre))[:, None]])
+            # Twice the long side covers outline, shadow and blur at any zoom (at most 1 + zoom).
+            if j >= n_regular and _off_frame(aff[:, 2], 2 * t.sides[i] * (1 + cfg.zoom)):
+                continue  # a crossing look-alike spends most of a long clip out of view
             # Lit from the side opposite its shadow.
             light_ang = sun_ang + math.pi - math.atan2(aff[1, 0], aff[0, 0])
             patches[j] = render_object(t.spec, aff, (light_ang, t.light), SUPERSAMPLE, photos)
@@ -816,15 +946,19 @@ def render_sequence(
             _paste_mask(mask, x0, y0, alpha >= 0.5)
             box = _mask_box(mask, x0, y0, alpha.shape)
         # Distractors before the target, so that none of them ever hides it.
-        visible = list(range(1, len(tracks))) + ([0] if 0 in patches and draw_target else [])
+        visible = [j for j in range(1, len(tracks)) if j in patches]
+        visible += [0] if 0 in patches and draw_target else []
+        zoom = 1.0 if lin is None else math.sqrt(abs(np.linalg.det(lin)))
         for j in visible:  # all shadows first: they lie on the ground, under every object
             x0, y0, _, alpha = patches[j]
-            dx, dy = np.round(sun * 0.08 * tracks[j].sides[i]).astype(int)
+            dx, dy = np.round(sun * 0.08 * tracks[j].sides[i] * zoom).astype(int)
             _shade(img, x0 + dx, y0 + dy, cv2.GaussianBlur(alpha, (0, 0), 1.5), 0.4)
         for j in visible:
             _paste(img, *patches[j])
         if box is None:
             mask = None
+        elif i in long_occ:
+            _draw_occluder(img, long_occ[i], mask, box)
         elif i in occ_run:
             _draw_occluder(img, occ, mask, box)
 
@@ -846,6 +980,12 @@ def render_sequence(
         nx, ny = noise_off[i]
         img += noise[ny : ny + FRAME_H, nx : nx + FRAME_W]
         yield DemoFrame(index=i, image=_to_uint8(img), box=box, mask=mask)
+
+
+def _off_frame(centre: np.ndarray, reach: float) -> bool:
+    """Whether nothing within ``reach`` px of ``centre`` is inside the frame."""
+    x, y = centre
+    return bool(x < -reach or x > FRAME_W + reach or y < -reach or y > FRAME_H + reach)
 
 
 def _mask_box(
