@@ -69,6 +69,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--params", type=Path,
                         help="params file whose temporal section post-processes videos (default: params.yaml "
                              "if present, else the built-in defaults)")
+    parser.add_argument("--detect-every", type=int, default=1, metavar="K",
+                        help="videos: run the model on every K-th frame only and interpolate the answers "
+                             "between (default 1: every frame; docs/video.md measures the trade-off)")
     parser.add_argument("--no-temporal", action="store_true",
                         help="videos: raw top-1 box per frame above --score-threshold, no temporal smoothing")
     parser.add_argument("--score-threshold", type=float, default=None,
@@ -89,8 +92,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.score_threshold is not None and not 0.0 <= args.score_threshold <= 1.0:
         parser.error(f"--score-threshold: {args.score_threshold} is not in 0..1")
-    if args.max_detections < 1 or args.batch_size < 1:
-        parser.error("--max-detections and --batch-size must be >= 1")
+    if args.max_detections < 1 or args.batch_size < 1 or args.detect_every < 1:
+        parser.error("--max-detections, --batch-size and --detect-every must be >= 1")
     if args.dataset is None and not args.templates:
         parser.error("--templates is required with --search and --video")
     if args.dataset is not None and args.templates:
@@ -247,7 +250,7 @@ def predict_videos(args: argparse.Namespace) -> None:
     entries, total = [], None
     for vid, path, templates in videos:
         detector.set_templates(templates)
-        answers = search_video(detector, path, vid, temporal, threshold, args.batch_size)
+        answers = search_video(detector, path, vid, temporal, threshold, args.batch_size, args.detect_every)
         report_speed(answers)
         entries.append(submission_entry(answers))
         frames, seconds = answers.frames, answers.seconds

@@ -22,6 +22,7 @@ from pipeline.engine.checkpoint import save_checkpoint
 from pipeline.evaluate import main as evaluate_main
 from pipeline.inference import Detector
 from pipeline.inference.temporal import smooth_track
+from pipeline.inference.stream import fill_between
 from pipeline.inference.tracker import Candidates, track
 from pipeline.metrics.stiou import score_submission
 from pipeline.predict import main as predict_main
@@ -122,6 +123,30 @@ def test_predict_video_tracks_over_candidates(workdir, videos, tmp_path, capsys,
     for g, w in zip(got, want):
         if w is not None:
             np.testing.assert_allclose(g, np.round(w), atol=1)
+
+
+def test_fill_between_interpolates_holds_the_tail_and_keeps_misses():
+    a, b = np.array([0.0, 0, 10, 10]), np.array([4.0, 0, 14, 10])
+    out = fill_between([a, b, None, a], 2, 8)
+    np.testing.assert_allclose(out[1], [2, 0, 12, 10])  # halfway between frames 0 and 2
+    assert out[3] is None and out[4] is None and out[5] is None  # frame 4 had no answer
+    np.testing.assert_allclose(out[6], a)
+    np.testing.assert_allclose(out[7], a)  # after the last detected frame: held
+    assert len(fill_between([a], 3, 2)) == 2
+
+
+def test_predict_video_detects_every_kth_frame(workdir, videos, tmp_path, capsys):
+    clip = videos / "samples/clip_a/drone_video.mp4"
+    out = tmp_path / "pred"
+    predict_main(["--checkpoint", "models/best.pt", "--templates", str(clip.parent / "object_images"),
+                  "--video", str(clip), "--out", str(out), "--detect-every", "3", "--no-temporal",
+                  "--score-threshold", "0"])
+    assert "clip_a: 8 frames, 8 with the object" in capsys.readouterr().out
+    got = _submitted(json.loads((out / "submission.json").read_text())[0], 8)
+    every = _expected_answers(clip, None, threshold=0.0)
+    for n in (0, 3, 6):  # the frames the model saw: as without skipping
+        np.testing.assert_allclose(got[n], np.round(every[n]), atol=1)
+    np.testing.assert_allclose(got[1], np.round(2 / 3 * every[0] + 1 / 3 * every[3]), atol=1)
 
 
 def test_predict_video_without_temporal_uses_the_score_threshold(workdir, videos, tmp_path, capsys):

@@ -66,11 +66,15 @@ def search_video(
     temporal: TemporalConfig | None,
     score_threshold: float = 0.3,
     batch_size: int = 8,
+    detect_every: int = 1,
 ) -> VideoAnswers:
     """Answers for every frame of the video at ``path`` (see the module docstring). ``temporal``
     None (or not enabled) answers the raw top-1 box where it reaches ``score_threshold``; the
-    tracker takes ``score_threshold`` as the presence threshold. An unreadable video is a
-    :class:`UserError` naming it."""
+    tracker takes ``score_threshold`` as the presence threshold. ``detect_every`` = k > 1 runs
+    the model on every k-th frame only (the others are grabbed, not decoded) and answers the
+    frames between by :func:`fill_between`. An unreadable video is a :class:`UserError` naming it."""
+    if detect_every < 1:
+        raise ValueError(f"detect_every must be >= 1, got {detect_every}")
     use_time = temporal is not None and temporal.enabled
     tracking = use_time and temporal.method == "track"  # type: ignore[union-attr]
     filt = TemporalFilter(temporal) if use_time and not tracking else None  # type: ignore[arg-type]
@@ -98,7 +102,8 @@ def search_video(
     start = time.perf_counter()
     batch: list[np.ndarray] = []
     try:
-        for _, bgr in VideoFrames(path):
+        video = VideoFrames(path, stride=detect_every)
+        for _, bgr in video:
             batch.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
             if len(batch) == batch_size:
                 consume(batch)
@@ -112,8 +117,30 @@ def search_video(
         boxes.extend(a.box for a in filt.flush())
     if paths is not None and not online:
         boxes = paths.offline_answers()
+    if detect_every > 1:
+        boxes = fill_between(boxes, detect_every, video.count)
     end = time.perf_counter()
     return VideoAnswers(video_id, boxes, end - start, spent + end - last)
+
+
+def fill_between(answers: Sequence[np.ndarray | None], every: int, frames: int) -> list[np.ndarray | None]:
+    """All ``frames`` answers from those of frames ``0, every, 2 * every, ...``: a frame between
+    two answered ones gets the box interpolated between them, one between an answered frame and
+    the end of the video the earlier box, any other None."""
+    out: list[np.ndarray | None] = []
+    for n in range(frames):
+        a, offset = divmod(n, every)
+        left = answers[a] if a < len(answers) else None
+        if offset == 0 or left is None:
+            out.append(None if left is None else np.asarray(left, dtype=np.float64))
+            continue
+        if a + 1 >= len(answers):
+            out.append(np.asarray(left, dtype=np.float64))
+            continue
+        right = answers[a + 1]
+        w = offset / every
+        out.append(None if right is None else (1 - w) * np.asarray(left, np.float64) + w * np.asarray(right, np.float64))
+    return out
 
 
 def submission_entry(answers: VideoAnswers) -> dict[str, Any]:
