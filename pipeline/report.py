@@ -32,7 +32,7 @@ def main(paths: Paths | None = None) -> None:
     committed = read_committed(paths.root, paths.evaluation.metrics)
     diff = None if committed is None else metrics_diff(committed, inputs.model.metrics, order=list(HEADLINE))
     ablation, ablation_note = load_ablation(
-        default_tracking_uri(paths.root), params.report.ablation_params, params.report.sort_by
+        default_tracking_uri(paths.root), params.report.ablation_params, params.report.sort_by, paths.run_table
     )
 
     # the folder is replaced whole, so a figure whose input went away does not linger

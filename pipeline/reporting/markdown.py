@@ -185,6 +185,12 @@ def ablation_section(ablation: AblationTable | None, note: str | None) -> str:
         f"{', '.join(f'`{p}`' for p in ablation.params)}; mean ± std over runs where a setting ran more than once "
         f"(seeds: `train.seed`); sorted by {HEADLINE.get(ablation.sort_by, ablation.sort_by)}, best first."
     )
+    intro += (" Runs come from `reports/runs.csv` (committed, written by `python -m pipeline.export_runs`) and the "
+              "local MLflow store.")
+    if ablation.store_only:
+        intro += (f" {ablation.store_only} run{'s' if ablation.store_only != 1 else ''} of the local store "
+                  f"{'are' if ablation.store_only != 1 else 'is'} not in `reports/runs.csv` yet, so a clone does not "
+                  "show them: run `python -m pipeline.export_runs`, then the report again.")
     if ablation.skipped:
         intro += f" {ablation.skipped} run{'s' if ablation.skipped != 1 else ''} without evaluate metrics left out."
     if ablation.unrecorded:
