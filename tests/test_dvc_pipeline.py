@@ -135,3 +135,22 @@ def test_plots_are_top_level_with_x_and_y_and_stages_draw_none():
     assert list(validation["y"]) == [str(paths.val_plots)]  # validated epochs only, no empty cells
     assert sorted(images) == sorted(f"{paths.figures}/{name}" for name in
                                     ("train_curve.png", "pr_curve.png", "reliability.png", "gallery.png"))
+
+
+def test_the_documented_short_exp_show_runs_and_is_short(tmp_path):
+    """The `dvc exp show` command of docs/reports.md, on a real repo: the four headline metrics, no other column."""
+    import re
+    import shlex
+
+    doc = (REPO / "docs" / "reports.md").read_text()
+    block = re.search(r"```bash\n(python -m dvc exp show [^`]*?)```", doc).group(1)
+    args = shlex.split(block.replace("\\\n", " "))[3:]  # after `python -m dvc`
+    root = make_pipeline_repo(tmp_path / "repo")
+    metrics = root / "reports" / "evaluate" / "metrics.json"
+    metrics.parent.mkdir(parents=True, exist_ok=True)
+    metrics.write_text(json.dumps({"AP": 0.4, "AP50": 0.7, "success": 0.76, "fp_rate": 0.7, "st_iou": 0.53,
+                                   "precision": 0.64, "frames": 96}))
+    (root / "reports" / "train_metrics.json").write_text(json.dumps({"amp_dtype": "fp32", "epochs": 10}))
+    shown = dvc(root, *args, "--csv").stdout.splitlines()
+    columns = shown[0].split(",")
+    assert columns[:2] == ["Experiment", "Created"] and sorted(columns[2:]) == ["AP50", "fp_rate", "st_iou", "success"]
