@@ -225,8 +225,8 @@ def diff_section(comparison: Comparison, source: str) -> str:
                "frames.csv)",
     }[comparison.kind]
     parts += [
-        f"`{source}` at {where} (old; the newest commit whose metrics differ from these) against this run (new); "
-        f"only changed metrics. SE: one standard error of the change, from {drawn}, {RESAMPLES} resamples, seed "
+        f"Old: `{source}` at {where}, the newest commit whose metrics differ from these. New: this run. "
+        f"Only changed metrics. SE: one standard error of the change, from {drawn}, {RESAMPLES} resamples, seed "
         f"{SEED}; AP and timings are not resampled. A change counts as beyond noise when it is larger than "
         f"{NOISE_FACTOR:g} SE.", ""]
     rows = []

@@ -84,7 +84,7 @@ def test_diff_section_states():
                          {"metric": "fp_rate", "old": 0.5, "new": 0.2, "change": -0.3},
                          {"metric": "AP_tiny", "old": None, "new": 0.1, "change": None}], dtype=object)
     text = diff_section(Comparison(base, diff, {"success": 0.04, "fp_rate": 0.1}, "paired", 16), "m.json")
-    assert "`m.json` at commit `0123456789` (\"metrics xxx" in text and "x…\")" in text  # subject cut
+    assert "Old: `m.json` at commit `0123456789` (\"metrics xxx" in text and "x…\"), the newest" in text  # subject cut
     assert "paired bootstrap over the 16 objects" in text
     assert "| metric | old | new | change | SE | beyond noise |" in text
     assert "| success | 0.700 | 0.750 | +0.050 | 0.040 | no |" in text
