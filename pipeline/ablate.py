@@ -7,8 +7,8 @@ Builds one ``dvc exp run --queue`` whose ``-S key=a,b`` sweeps (DVC's Hydra grid
 every combination of ``model.fusion.type`` × ``model.correlation.kernel`` × ``train.iou_type`` × ``train.seed``,
 prints it and runs it. ``dvc queue start -j N`` then runs the queue in the background (printed);
 ``--run`` instead runs it here and waits (``dvc exp run --run-all -j N``, the same workers
-following their logs), then refreshes ``reports/metrics.md`` when the workspace has evaluate
-outputs. Every queued run is a DVC experiment (``dvc exp show``) and an MLflow run in the main
+following their logs), then writes the runs to ``reports/runs.csv`` (``pipeline.export_runs``) and
+refreshes ``reports/metrics.md`` when the workspace has evaluate outputs. Every queued run is a DVC experiment (``dvc exp show``) and an MLflow run in the main
 repository's store (:mod:`pipeline.engine.tracking`); the report's ablation table groups them.
 
 Every combination is validated against ``params.yaml`` before anything is queued, so a typo
@@ -180,13 +180,15 @@ def main(argv: Sequence[str] | None = None, paths: Paths | None = None) -> None:
     _call(queue, paths.root)
     if not args.run:
         print(f"queued; run them with\n  {shown(start)}\nthen watch with `python -m dvc queue status`, compare "
-              "with `python -m dvc exp show`, and refresh the report with `python -m pipeline.report`")
+              "with `python -m dvc exp show` (a short view: docs/reports.md), and refresh the report with "
+              "`python -m pipeline.export_runs && python -m pipeline.report`")
         return
     _call(run_all_command(args.jobs), paths.root)
     failed = failed_experiments(paths.root)
     if failed:
         raise UserError(f"{len(failed)} experiment(s) failed: {', '.join(failed)} "
                         f"(see `python -m dvc queue logs {failed[0]}`)")
+    _call([sys.executable, "-m", "pipeline.export_runs"], paths.root)  # the runs a clone's report shows
     if paths.evaluation.metrics.is_file():
         _call([sys.executable, "-m", "pipeline.report"], paths.root)
     else:

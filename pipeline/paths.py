@@ -126,7 +126,13 @@ class Paths:
 
     @property
     def train_plots(self) -> Path:
+        """One row per epoch: loss terms, learning rate, and the validation metrics where validated."""
         return self.root / "reports" / "train_curve.csv"
+
+    @property
+    def val_plots(self) -> Path:
+        """One row per validated epoch only (DVC plots: no empty cells between validations)."""
+        return self.root / "reports" / "val_curve.csv"
 
     # evaluate / baseline
     @property
@@ -164,6 +170,11 @@ class Paths:
     def temporal_tuning(self) -> Path:
         """The tracker's settings tried on the val split and the chosen ones."""
         return self.root / "reports" / "tuning"
+
+    @property
+    def run_table(self) -> Path:
+        """The MLflow runs the ablation table shows, committed (``python -m pipeline.export_runs``)."""
+        return self.root / "reports" / "runs.csv"
 
     @property
     def mlflow_db(self) -> Path:

@@ -1,11 +1,14 @@
 """Stage ``report``: reports/metrics.md and reports/figures/ for review (``python -m pipeline.report``).
 
 Both are committed to git and deterministic (no timestamps, fixed number formats, reproducible
-PNGs), so a diff shows only real changes. Sections: model vs baseline, change against the metrics
-committed at HEAD, the MLflow ablation table, per-object and per-size results, figures.
+PNGs, seeded bootstrap), so a diff shows only real changes and a clone regenerates them byte for
+byte. Sections: top-1 success and false alarms, model vs baseline, change against the previous
+committed metrics (its commit named, with bootstrap noise), the ablation table, per-object,
+per-size and per-sequence results, figures.
 Reads ``reports/evaluate/``, ``reports/realset/``, ``reports/baseline/``,
-``reports/train_curve.csv``, params.yaml's ``report`` section and the MLflow runs (``mlflow.db``);
-writes only ``reports/metrics.md`` and ``reports/figures/``.
+``reports/train_curve.csv``, ``reports/runs.csv`` (the committed MLflow runs) merged with the
+MLflow store when there is one (``MLFLOW_TRACKING_URI``, else ``mlflow.db``), params.yaml's
+``report`` section and git history; writes only ``reports/metrics.md`` and ``reports/figures/``.
 """
 
 from __future__ import annotations
@@ -18,10 +21,11 @@ from pipeline.engine.tracking import default_tracking_uri
 from pipeline.io import atomic_dir, write_text
 from pipeline.paths import Paths
 from pipeline.reporting.ablation import load_ablation
-from pipeline.reporting.committed import metrics_diff, read_committed
+from pipeline.reporting.comparison import compare, scored_sums
 from pipeline.reporting.figures import write_figures
 from pipeline.reporting.inputs import display_path, read_inputs
 from pipeline.reporting.markdown import HEADLINE, render_report
+from pipeline.reporting.noise import standard_errors
 
 
 def main(paths: Paths | None = None) -> None:
@@ -29,18 +33,22 @@ def main(paths: Paths | None = None) -> None:
     params = load_params(paths.params)
     inputs = read_inputs(paths)
 
-    committed = read_committed(paths.root, paths.evaluation.metrics)
-    diff = None if committed is None else metrics_diff(committed, inputs.model.metrics, order=list(HEADLINE))
+    comparison = compare(paths.root, paths.evaluation, inputs.model, order=list(HEADLINE))
+    model_sums = scored_sums(inputs.model)
+    noise = standard_errors(model_sums) if model_sums is not None else {}
+    real_sums = scored_sums(inputs.real) if inputs.real is not None else None
+    real_noise = standard_errors(real_sums) if real_sums is not None else {}
     ablation, ablation_note = load_ablation(
-        default_tracking_uri(paths.root), params.report.ablation_params, params.report.sort_by
+        default_tracking_uri(paths.root), params.report.ablation_params, params.report.sort_by, paths.run_table
     )
 
     # the folder is replaced whole, so a figure whose input went away does not linger
     with atomic_dir(paths.figures) as folder:
         figures = write_figures(inputs, folder)
     text = render_report(
-        inputs, diff, display_path(paths.evaluation.metrics, paths.root), ablation, ablation_note, figures,
+        inputs, comparison, display_path(paths.evaluation.metrics, paths.root), ablation, ablation_note, figures,
         figures_link=os.path.relpath(paths.figures, paths.report.parent).replace(os.sep, "/"),
+        noise=noise, real_noise=real_noise,
     )
     write_text(paths.report, text)
 

@@ -1,8 +1,9 @@
 """Stage ``train``: fit the detector on the prepared data (``python -m pipeline.train``).
 
 Distributed: ``torchrun --nproc_per_node N -m pipeline.train`` (gloo on CPU, NCCL on GPU).
-Writes models/{last,best}.pt and models/run.json, reports/train_metrics.json (DVC metrics) and
-reports/train_curve.csv (DVC plots); logs everything to MLflow.
+Writes models/{last,best}.pt and models/run.json, reports/train_metrics.json (DVC metrics),
+reports/train_curve.csv (one row per epoch) and reports/val_curve.csv (the validated epochs only;
+both DVC plots); logs everything to MLflow.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pandas as pd
 
 from pipeline.cli import run_stage
 from pipeline.config import load_params
+from pipeline.engine.curves import validation_rows
 from pipeline.engine.plots import plot_training_curves
 from pipeline.engine.trainer import fit
 from pipeline.io import write_csv, write_json
@@ -30,6 +32,7 @@ def main() -> None:
     tracker = summary.pop("tracker")
     history = pd.DataFrame(summary.pop("history"))
     write_csv(paths.train_plots, history)
+    write_csv(paths.val_plots, validation_rows(history))
     write_json(paths.train_metrics, {k: v for k, v in summary.items() if k not in ("run_id", "tracking_uri")})
     write_json(paths.models / "run.json", {"run_id": summary["run_id"], "tracking_uri": summary["tracking_uri"]})
     with tempfile.TemporaryDirectory() as tmp:

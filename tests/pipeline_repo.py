@@ -61,6 +61,8 @@ def make_pipeline_repo(root: Path, overrides: dict | None = None) -> Path:
     shutil.copytree(REPO / "pipeline", root / "pipeline", ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("dvc.yaml", ".gitignore"):
         shutil.copy(REPO / name, root / name)
+    (root / "reports").mkdir()
+    (root / "reports" / "runs.csv").write_text("run_id,key,value\n")  # the report's committed run table, no runs yet
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params = deep_update(deep_update(params, TINY_PARAMS), overrides or {})
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))

@@ -27,14 +27,16 @@ def test_dvc_yaml_paths_agree_with_pipeline_paths():
     assert str(paths.templates) in outs["resize_templates"]
     assert str(paths.models) in outs["train"]
     assert str(paths.train_metrics) in metrics["train"]
+    assert {str(paths.train_plots), str(paths.val_plots)} <= set(outs["train"])
+    # the model's metrics are DVC metrics; the baseline's are the same in every experiment: a plain output
+    assert str(paths.evaluation.metrics) in metrics["evaluate"] and str(paths.baseline.metrics) in outs["baseline"]
     for scored, stage in ((paths.evaluation, "evaluate"), (paths.baseline, "baseline")):
-        assert str(scored.metrics) in metrics[stage]
-        plots = [next(iter(p)) if isinstance(p, dict) else p for p in stages[stage]["plots"]]
-        assert {str(scored.pr_curve), str(scored.score_hist)} <= set(plots)
         for path in (scored.per_object, scored.per_size, scored.frames, scored.predictions, scored.reliability,
-                     scored.gallery):
+                     scored.gallery, scored.pr_curve, scored.score_hist):
             assert str(path) in outs[stage]
-        assert str(scored.reliability) in stages["report"]["deps"]
+        for path in (scored.reliability, scored.frames):
+            assert str(path) in stages["report"]["deps"]
+    assert str(paths.run_table) in stages["report"]["deps"]
     assert str(paths.realset) in outs["realset"] and str(paths.realset) in stages["evaluate"]["deps"]
     assert str(paths.realset_evaluation.folder) in outs["evaluate"]
     assert str(paths.realset_evaluation.folder) in stages["report"]["deps"]
@@ -114,3 +116,41 @@ def test_each_stage_lists_every_pipeline_module_it_imports(stage):
         if rel.endswith("__init__.py") and "import" not in Path(path).read_text():
             continue  # a package marker with only a docstring cannot change what a stage does
         assert any(rel == d or rel.startswith(d.rstrip("/") + "/") for d in deps), f"{stage}: {rel} missing from deps"
+
+
+def test_plots_are_top_level_with_x_and_y_and_stages_draw_none():
+    dvc_yaml = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    assert not any("plots" in stage for stage in dvc_yaml["stages"].values())  # no default all-columns charts
+    paths = Paths()
+    data_plots = {}
+    images = []
+    for entry in dvc_yaml["plots"]:
+        if isinstance(entry, str):
+            images.append(entry)
+            continue
+        (title, spec), = entry.items()
+        assert "x" in spec and "y" in spec, title
+        data_plots[title] = spec
+    validation = next(spec for title, spec in data_plots.items() if title.startswith("Validation"))
+    assert list(validation["y"]) == [str(paths.val_plots)]  # validated epochs only, no empty cells
+    assert sorted(images) == sorted(f"{paths.figures}/{name}" for name in
+                                    ("train_curve.png", "pr_curve.png", "reliability.png", "gallery.png"))
+
+
+def test_the_documented_short_exp_show_runs_and_is_short(tmp_path):
+    """The `dvc exp show` command of docs/reports.md, on a real repo: the four headline metrics, no other column."""
+    import re
+    import shlex
+
+    doc = (REPO / "docs" / "reports.md").read_text()
+    block = re.search(r"```bash\n(python -m dvc exp show [^`]*?)```", doc).group(1)
+    args = shlex.split(block.replace("\\\n", " "))[3:]  # after `python -m dvc`
+    root = make_pipeline_repo(tmp_path / "repo")
+    metrics = root / "reports" / "evaluate" / "metrics.json"
+    metrics.parent.mkdir(parents=True, exist_ok=True)
+    metrics.write_text(json.dumps({"AP": 0.4, "AP50": 0.7, "success": 0.76, "fp_rate": 0.7, "st_iou": 0.53,
+                                   "precision": 0.64, "frames": 96}))
+    (root / "reports" / "train_metrics.json").write_text(json.dumps({"amp_dtype": "fp32", "epochs": 10}))
+    shown = dvc(root, *args, "--csv").stdout.splitlines()
+    columns = shown[0].split(",")
+    assert columns[:2] == ["Experiment", "Created"] and sorted(columns[2:]) == ["AP50", "fp_rate", "st_iou", "success"]

@@ -38,7 +38,7 @@ def test_repro_writes_the_report_with_every_section(repo):
     baseline = json.loads((repo / "reports/baseline/metrics.json").read_text())
     assert model["frames"] == baseline["frames"] > 0
     shown = dvc(repo, "metrics", "show", "--json").stdout
-    assert "reports/evaluate/metrics.json" in shown and "reports/baseline/metrics.json" in shown
+    assert "reports/evaluate/metrics.json" in shown and "reports/train_metrics.json" in shown
     again = dvc(repo, "repro")
     assert not any(f"Running stage '{stage}'" in again.stdout for stage in STAGES)
 

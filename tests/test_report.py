@@ -15,7 +15,7 @@ from pipeline.report import main
 from tests.reporting.builders import MODEL_METRICS, commit_all, copy_store, make_report_root, write_scored
 
 REPO = Path(__file__).resolve().parents[1]
-SECTIONS = ["# Evaluation report", "## Learned model vs classical baseline", "## Change against the committed metrics",
+SECTIONS = ["# Evaluation report", "## Top-1 success and false alarms", "## Learned model vs classical baseline", "## Change against the committed metrics",
             "## Ablations (MLflow runs)", "## Per object", "## Per size", "## Figures"]
 
 
@@ -57,20 +57,26 @@ def test_every_section_and_deterministic_twice(tmp_path):
 
 def test_change_against_committed_metrics(tmp_path):
     paths = make_report_root(tmp_path)
-    commit_all(tmp_path)
+    commit_all(tmp_path, "first run")
     main(paths)
-    assert "No change against `reports/evaluate/metrics.json` at git HEAD." in paths.report.read_text()
+    assert "No committed metrics to compare with" in paths.report.read_text()
 
     paths.evaluation.metrics.write_text(json.dumps({**MODEL_METRICS, "AP50": 0.75, "success": 0.6, "frames": 41}))
     main(paths)
     text = paths.report.read_text()
     section = text[text.index("## Change against"):text.index("## Ablations")]
-    assert "| metric | old | new | change |" in section
-    assert "| AP50 | 0.700 | 0.750 | +0.050 |" in section
-    assert "| success | 0.625 | 0.600 | -0.025 |" in section
-    assert "| frames | 40 | 41 | +1 |" in section
+    assert "`reports/evaluate/metrics.json` at commit `" in section and '("first run")' in section
+    assert "paired bootstrap over the 3 objects" in section
+    assert "| metric | old | new | change | SE | beyond noise |" in section
+    assert "| AP50 | 0.700 | 0.750 | +0.050 | n/a | n/a |" in section  # AP is not resampled
+    assert "| success | 0.625 | 0.600 | -0.025 | 0.000 | yes |" in section  # same frames.csv: no noise
+    assert "| frames | 40 | 41 | +1 | n/a | n/a |" in section
     assert "| AP |" not in section  # unchanged metrics are not listed
     assert "No MLflow runs yet." in text and not (tmp_path / "mlflow.db").exists()
+
+    commit_all(tmp_path, "second run")  # committed with the report: a clone reads the same comparison
+    main(paths)
+    assert paths.report.read_text() == text
 
 
 def test_missing_optional_inputs_are_lines_not_crashes(tmp_path):

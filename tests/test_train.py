@@ -47,8 +47,12 @@ def test_train_writes_outputs_and_an_mlflow_run(data_repo, tmp_path):
         assert (root / name).is_file(), name
     metrics = json.loads((root / "reports/train_metrics.json").read_text())
     auto = resolve_precision("auto", torch.device("cpu")).name  # bf16 only on a CPU with native bf16
-    assert metrics["epochs"] == 2 and metrics["precision"] == auto
+    assert metrics["epochs"] == 2 and metrics["amp_dtype"] == auto and "precision" not in metrics
     assert "val_AP50" in metrics["best"]
+    import pandas as pd
+
+    val_curve = pd.read_csv(root / "reports/val_curve.csv")  # validated epochs only (val_every 2: epoch 1)
+    assert val_curve["epoch"].tolist() == [1] and not val_curve.isna().any().any()
     run_info = json.loads((root / "models/run.json").read_text())
     assert run_info["tracking_uri"] == f"sqlite:///{root.resolve() / 'mlflow.db'}"
     got = mlflow.tracking.MlflowClient(run_info["tracking_uri"]).get_run(run_info["run_id"])

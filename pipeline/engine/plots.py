@@ -1,4 +1,4 @@
-"""Training-curve figure (loss terms, learning rate, validation AP50) from the per-epoch history."""
+"""Training-curve figure (loss terms, learning rate, validation AP50 and FP rate) from the per-epoch history."""
 
 from __future__ import annotations
 
@@ -21,12 +21,13 @@ def plot_training_curves(history: pd.DataFrame, out: Path) -> Path:
     axes[0].set_title("training loss")
     axes[1].plot(history["epoch"], history.get("train_lr", pd.Series(dtype=float)), marker="o")
     axes[1].set_title("learning rate (end of epoch)")
-    for col in ("val_AP50", "val_AP", "val_success", "val_real_AP50", "val_real_success"):
+    for col in ("val_AP50", "val_AP", "val_success", "val_fp_rate", "val_real_AP50", "val_real_success"):
         if col in history:
             # Only validation epochs have values: plot those points, joined.
             rows = history[["epoch", col]].dropna()
             axes[2].plot(rows["epoch"], rows[col], marker="o", linestyle="--" if "_real_" in col else "-",
-                         label=col.removeprefix("val_").replace("real_", "real photos "))
+                         label=col.removeprefix("val_").replace("real_", "real photos ")
+                         .replace("fp_rate", "FP rate (no target)"))
     axes[2].set_ylim(0, 1)
     axes[2].set_title("validation (unseen objects; dashed: real photos)")
     for ax in axes:

@@ -360,7 +360,7 @@ def fit(params: Params, paths: Paths) -> dict:
         real.close()
     summary = {"epochs": cfg.epochs, "steps": state.step, "best": best, "presence": presence,
                "history": state.history, "run_id": run_id, "tracking_uri": tracker.tracking_uri,
-               "precision": precision.name}
+               "amp_dtype": precision.name}
     summary["tracker"] = tracker
     ddp.cleanup(info)
     return summary

@@ -48,5 +48,5 @@ def score_and_write(
     write_scores(out, scores)
     write_csv(out.predictions, predictions_table(samples, detections))
     with atomic_path(out.gallery) as tmp:
-        draw_gallery(samples, detections, scores.frames, gallery_frames, tmp)
+        draw_gallery(samples, detections, scores.frames, gallery_frames, tmp, score_threshold, iou_threshold)
     return scores

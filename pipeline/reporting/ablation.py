@@ -12,6 +12,7 @@ compare with, and the table says so instead of guessing.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -22,6 +23,7 @@ from urllib.parse import urlparse
 import pandas as pd
 
 from pipeline.reporting.ordering import natural_key
+from pipeline.reporting.run_table import empty_runs, merge_runs, read_run_table
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +57,7 @@ class AblationTable:
     skipped: int  # runs without evaluate metrics
     other_params: tuple[str, ...] = ()  # params outside ``params`` (and the seed) that differ between runs
     unrecorded: int = 0  # evaluated runs that do not record every param under study (older code)
+    store_only: int = 0  # runs of the local MLflow store not (yet) in the committed run table
 
 
 def local_store_path(tracking_uri: str) -> Path | None:
@@ -78,7 +81,7 @@ def fetch_runs(tracking_uri: str) -> pd.DataFrame:
     """
     local = local_store_path(tracking_uri)
     if local is not None and not local.exists():
-        return pd.DataFrame({"run_id": pd.Series(dtype=str)})
+        return empty_runs()
     # Fail fast against an unreachable server instead of MLflow's long retry loop (as the Tracker does).
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
@@ -109,7 +112,7 @@ def fetch_runs(tracking_uri: str) -> pd.DataFrame:
                 break
     except Exception as exc:  # any store failure: the report says so and goes on
         raise StoreUnavailable(f"{type(exc).__name__}: {exc}") from exc
-    frame = pd.DataFrame.from_records(records) if records else pd.DataFrame({"run_id": pd.Series(dtype=str)})
+    frame = pd.DataFrame.from_records(records) if records else empty_runs()
     return frame.sort_values("run_id", kind="stable").reset_index(drop=True)
 
 
@@ -210,18 +213,28 @@ def ablation_table(runs: pd.DataFrame, params: tuple[str, ...], sort_by: str) ->
                          other_params, unrecorded)
 
 
-def load_ablation(tracking_uri: str, params: tuple[str, ...], sort_by: str) -> tuple[AblationTable | None, str | None]:
-    """The ablation table, or None and the line the report shows instead (no runs, store unreachable)."""
+def load_ablation(
+    tracking_uri: str, params: tuple[str, ...], sort_by: str, run_table: Path | None = None
+) -> tuple[AblationTable | None, str | None]:
+    """The ablation table over the committed run table (``run_table``, :mod:`run_table`) merged with
+    the MLflow store, or None and the line the report shows instead (no runs, store unreachable).
+    An unreachable store is a line only when there is no run table either."""
+    committed = read_run_table(run_table) if run_table is not None else None
     try:
-        runs = fetch_runs(tracking_uri)
+        store = fetch_runs(tracking_uri)
     except StoreUnavailable as exc:
-        log.warning("MLflow store %s unreachable (%s); the report has no ablation table", tracking_uri, exc)
-        # the exception type only: the URI or message may hold machine-specific paths
-        kind = str(exc).split(":", 1)[0]
-        return None, f"MLflow store unreachable ({kind}); no ablation table. See the stage's log for details."
+        log.warning("MLflow store %s unreachable (%s); the ablation table has only the committed runs",
+                    tracking_uri, exc)
+        if committed is None:
+            # the exception type only: the URI or message may hold machine-specific paths
+            kind = str(exc).split(":", 1)[0]
+            return None, f"MLflow store unreachable ({kind}); no ablation table. See the stage's log for details."
+        store = empty_runs()
+    runs, store_only = merge_runs(committed, store)
     if runs.empty:
         return None, "No MLflow runs yet."
     table = ablation_table(runs, params, sort_by)
+    table = dataclasses.replace(table, store_only=store_only if committed is not None else 0)
     if table.frame.empty:
         if table.unrecorded:
             return None, (f"No MLflow run records every param under study ({', '.join(params)}); "

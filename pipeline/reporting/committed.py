@@ -1,7 +1,9 @@
-"""The metrics committed at git HEAD, and what changed since (what ``dvc metrics diff`` shows).
+"""The metrics the current ones replaced, from git history, and what changed (as ``dvc metrics diff``).
 
-Read with plain ``git show``: the report runs inside ``dvc repro``, which holds the repository
-lock, so calling ``dvc`` from here would deadlock or fail.
+The base is the newest commit, from HEAD back, whose metrics file differs from the working copy's
+(:func:`find_base`): before a commit that is HEAD's version, and in a clone of that commit the same
+older one, so the report reads the same in both. Read with plain ``git``: the report runs inside
+``dvc repro``, which holds the repository lock, so calling ``dvc`` from here would deadlock or fail.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import json
 import logging
 import math
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,55 @@ import pandas as pd
 log = logging.getLogger(__name__)
 
 DIFF_COLUMNS = ["metric", "old", "new", "change"]
+
+
+@dataclass(frozen=True)
+class Base:
+    """A commit's version of the metrics: its sha, subject line and the parsed file."""
+
+    commit: str
+    subject: str
+    metrics: dict[str, Any]
+
+    @property
+    def short(self) -> str:
+        return self.commit[:10]
+
+
+def _git(root: Path, *args: str) -> str | None:
+    """stdout of ``git args`` in ``root``, or None when git fails or is missing."""
+    try:
+        done = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.SubprocessError) as exc:
+        log.info("git unavailable (%s)", exc)
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+def _relative(root: Path, file: Path) -> str:
+    return Path(file).resolve().relative_to(Path(root).resolve()).as_posix()
+
+
+def show_file(root: Path, commit: str, file: Path) -> str | None:
+    """The text of ``file`` (below ``root``) at ``commit``, or None when it is not there."""
+    # "./" makes the path relative to cwd, so a root below the repository's top works too
+    return _git(root, "show", f"{commit}:./{_relative(root, file)}")
+
+
+def find_base(root: Path, file: Path, current: dict[str, Any]) -> Base | None:
+    """The newest commit (from HEAD back, among those that changed ``file``) whose ``file`` parses
+    to something other than ``current``; None without git history or without such a commit."""
+    listing = _git(root, "log", "--format=%H%x09%s", "--", f"./{_relative(root, file)}")
+    for line in (listing or "").splitlines():
+        commit, _, subject = line.partition("\t")
+        text = show_file(root, commit, file)
+        try:
+            data = json.loads(text) if text is not None else None
+        except ValueError:
+            continue
+        if isinstance(data, dict) and data != current:
+            return Base(commit, subject, data)
+    return None
 
 
 def read_committed(root: Path, file: Path) -> dict[str, Any] | None:

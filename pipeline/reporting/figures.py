@@ -27,8 +27,10 @@ PR_CURVE = "pr_curve.png"
 RELIABILITY = "reliability.png"
 GALLERY = "gallery.png"
 # train_curve.csv columns that are not loss terms (after dropping the "train_" prefix)
-NOT_LOSS = {"epoch", "lr", "images_per_s"}
-VAL_METRICS = ("val_AP50", "val_AP", "val_success")
+NOT_LOSS = {"epoch", "lr", "images_per_s", "wall_minutes"}
+#: validation columns drawn, with their labels: the FP rate is the share of frames without the target that get an answer
+VAL_METRICS = {"val_AP50": "AP50", "val_AP": "AP", "val_success": "success",
+               "val_fp_rate": "FP rate (frames without the target)"}
 
 
 @dataclass(frozen=True)
@@ -65,12 +67,13 @@ def plot_train_curve(curve: pd.DataFrame, out: Path) -> Path:
     if "lr" in data:
         axes[1].plot(epoch, data["lr"], marker="o")
     axes[1].set_title("learning rate (end of epoch)")
-    for col in VAL_METRICS:
+    for col, label in VAL_METRICS.items():
         if col in data:
             values = pd.to_numeric(data[col], errors="coerce")
             # validation rows only (NaN on other epochs); -1 is pycocotools' "undefined"
             valid = values.notna() & (values >= 0)
-            axes[2].plot(epoch[valid], values[valid], marker="o", label=col.removeprefix("val_"))
+            axes[2].plot(epoch[valid], values[valid], marker="o", label=label,
+                         linestyle="--" if col == "val_fp_rate" else "-")
     axes[2].set_ylim(0, 1)
     axes[2].set_title("validation (unseen objects)")
     for ax in axes:
@@ -83,22 +86,44 @@ def plot_train_curve(curve: pd.DataFrame, out: Path) -> Path:
     return save_png(fig, out)
 
 
-def plot_pr_curves(curves: Sequence[tuple[str, pd.DataFrame]], out: Path) -> Path:
-    """Top-1 precision against recall, one line per (label, pr_curve.csv) pair, on one plot."""
-    fig, ax = plt.subplots(figsize=(5, 4.5))
-    for label, curve in curves:
+#: line style per PR curve label: the baseline's short curve must not hide under the model's
+PR_STYLES = {"model": dict(color="tab:blue", linestyle="-", marker="."),
+             "model, real photos": dict(color="tab:green", linestyle="--", marker="."),
+             "baseline": dict(color="tab:orange", linestyle="-", marker="s", markersize=4, linewidth=2)}
+
+
+def plot_pr_curves(curves: Sequence[tuple[str, pd.DataFrame, tuple[float, float] | None]], out: Path) -> Path:
+    """Top-1 precision against recall, one line per (label, pr_curve.csv, operating point) on one
+    plot; the operating point (recall, precision at the score threshold in use) as a star."""
+    fig, ax = plt.subplots(figsize=(6, 5))
+    for label, curve, point in curves:
         ordered = curve.sort_values(["threshold", "recall", "precision"], kind="stable")
-        ax.plot(ordered["recall"], ordered["precision"], marker=".", label=label)
-    ax.set_xlim(0, 1.02)
-    ax.set_ylim(0, 1.02)
+        style = PR_STYLES.get(label, {})
+        ax.plot(ordered["recall"], ordered["precision"], label=label, **style)
+        if point is not None:
+            ax.plot([point[0]], [point[1]], marker="*", markersize=14, color=style.get("color"),
+                    markeredgecolor="black", linestyle="none")
+    if any(point is not None for _, _, point in curves):
+        ax.plot([], [], marker="*", markersize=10, color="white", markeredgecolor="black", linestyle="none",
+                label="at the score threshold in use")
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("recall")
     ax.set_ylabel("precision")
     ax.set_title("precision-recall (top-1 per frame)")
     ax.grid(alpha=0.3)
-    if curves:
-        ax.legend(loc="lower left")
+    if curves:  # below the axes: inside, it covered the baseline's curve
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2, fontsize=8, frameon=False)
     fig.tight_layout()
     return save_png(fig, out)
+
+
+def operating_point(metrics: dict) -> tuple[float, float] | None:
+    """(recall, precision) of the top-1 answer at the score threshold in use, from metrics.json."""
+    recall, precision = metrics.get("recall"), metrics.get("precision")
+    if recall is None or precision is None:
+        return None
+    return float(recall), float(precision)
 
 
 def plot_reliability(tables: Sequence[tuple[str, pd.DataFrame, float | None]], out: Path) -> Path:
@@ -131,10 +156,9 @@ def write_figures(inputs: ReportInputs, folder: Path) -> list[Figure]:
     else:
         figures.append(Figure("Training curves", None, inputs.notes["train_curve"]))
 
-    curves = [("model", inputs.model.pr_curve)]
-    if inputs.baseline is not None:
-        curves.append(("baseline", inputs.baseline.pr_curve))
-    drawn = [(label, c) for label, c in curves if c is not None and not c.empty]
+    scored = [("model", inputs.model), ("model, real photos", inputs.real), ("baseline", inputs.baseline)]
+    drawn = [(label, s.pr_curve, operating_point(s.metrics)) for label, s in scored
+             if s is not None and s.pr_curve is not None and not s.pr_curve.empty]
     if inputs.model.pr_curve is not None and drawn:
         plot_pr_curves(drawn, folder / PR_CURVE)
         figures.append(Figure("Precision-recall", PR_CURVE))

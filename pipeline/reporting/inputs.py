@@ -24,6 +24,7 @@ PER_SIZE_COLUMNS = ("size", "min_px", "max_px", "frames", "AP", "success")
 PR_CURVE_COLUMNS = ("threshold", "precision", "recall")
 SEQUENCE_COLUMNS = ("sequence_id", "object_id", "frames", "frames_with_target", "st_iou", "st_iou_temporal")
 RELIABILITY_COLUMNS = ("bin", "lower", "upper", "frames", "mean_score", "accuracy")
+FRAME_COLUMNS = ("object_id", "present", "iou", "outcome")
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,7 @@ class Scored:
     gallery: Path | None = None
     sequences: pd.DataFrame | None = None
     reliability: pd.DataFrame | None = None  # top-1 score calibration per score bin
+    frames: pd.DataFrame | None = None  # one row per frame: top-1 outcome (the bootstrap's input)
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,7 @@ def read_scored(outputs: ScoredOutputs, root: Path, stage: str, notes: dict[str,
     gallery = outputs.gallery if outputs.gallery.is_file() else None
     sequences = read_table(outputs.sequences, root, stage, SEQUENCE_COLUMNS, ("sequence_id", "object_id"))
     reliability = read_table(outputs.reliability, root, stage, RELIABILITY_COLUMNS)
+    frames = read_table(outputs.frames, root, stage, FRAME_COLUMNS, ("object_id", "sequence_id"))
     for name, value, what, path in (
         ("per_object", per_object, "per-object results", outputs.per_object),
         ("per_size", per_size, "per-size results", outputs.per_size),
@@ -114,7 +117,7 @@ def read_scored(outputs: ScoredOutputs, root: Path, stage: str, notes: dict[str,
     ):
         if value is None:
             notes[prefix + name] = _missing_note(what, path, root, stage)
-    return Scored(metrics, per_object, per_size, pr_curve, gallery, sequences, reliability)
+    return Scored(metrics, per_object, per_size, pr_curve, gallery, sequences, reliability, frames)
 
 
 def read_inputs(paths: Paths) -> ReportInputs:

@@ -14,21 +14,23 @@ from typing import Any
 import pandas as pd
 
 from pipeline.reporting.ablation import AblationTable
+from pipeline.reporting.comparison import Comparison
 from pipeline.reporting.figures import Figure
 from pipeline.reporting.inputs import ReportInputs
+from pipeline.reporting.noise import RESAMPLES, SEED, beyond_noise
 from pipeline.reporting.ordering import natural_key
 
 # metrics.json key -> label, in the order the headline table shows them
 HEADLINE = {
+    "success": "success",
+    "fp_rate": "FP rate",
     "AP": "AP",
     "AP50": "AP50",
     "AP75": "AP75",
     "precision": "precision",
     "recall": "recall",
     "f1": "F1",
-    "success": "success",
     "mean_iou": "mean IoU",
-    "fp_rate": "FP rate",
     "ece": "ECE (top-1 score)",
     "st_iou": "ST-IoU",
     "st_iou_temporal": "ST-IoU (temporal)",
@@ -51,6 +53,8 @@ THRESHOLD_SOURCE = {
     "params": ", set in params (evaluate.score_threshold)",
 }
 REAL_PREFIX = "real_"  # MLflow metrics of the real-photo check set (evaluate logs eval_* and real_*)
+NOISE_FACTOR = 2.0  # a change is "beyond noise" when |change| > NOISE_FACTOR x its bootstrap SE
+SUBJECT_CHARS = 80  # a base commit's subject line is cut to this many characters
 
 
 # ----------------------------------------------------------------------------------------------
@@ -157,19 +161,83 @@ def headline_section(inputs: ReportInputs) -> str:
     return "\n".join(parts)
 
 
-def diff_section(diff: pd.DataFrame | None, source: str) -> str:
-    """Metrics that changed against the committed file, as ``dvc metrics diff`` shows them."""
+def _with_se(key: str, value: Any, se: float | None) -> str:
+    text = format_metric(key, value)
+    return text if se is None or text == NA else f"{text} ± {format_metric(key, se)}"
+
+
+def _count(share: Any, total: Any) -> str:
+    """``share × total`` as a whole number of frames (``n/a`` when either is undefined)."""
+    if _missing(share) or _missing(total):
+        return NA
+    return str(round(float(share) * float(total)))
+
+
+def lead_section(inputs: ReportInputs, noise: dict[str, float | None],
+                 real_noise: dict[str, float | None] | None = None) -> str:
+    """The page's first lines: does the top answer find the object, and does it answer where the
+    object is absent; with bootstrap SEs (``noise``: :func:`pipeline.reporting.noise.standard_errors`)."""
+    m = inputs.model.metrics
+    absent = None if _missing(m.get("frames")) or _missing(m.get("frames_with_target")) else (
+        m["frames"] - m["frames_with_target"])
+    parts = ["## Top-1 success and false alarms", ""]
+    parts.append(
+        f"- **Top-1 success {_with_se('success', m.get('success'), noise.get('success'))}**: the top box hits the "
+        f"object (IoU ≥ {format_number(m.get('iou_threshold'))}, at any score) on "
+        f"{_count(m.get('success'), m.get('frames_with_target'))} of the {format_number(m.get('frames_with_target'))} "
+        f"validation frames with the target.")
+    parts.append(
+        f"- **False-positive rate {_with_se('fp_rate', m.get('fp_rate'), noise.get('fp_rate'))}** on frames without "
+        f"the target: the detector still answers (score ≥ {format_number(m.get('score_threshold'))}) on "
+        f"{_count(m.get('fp_rate'), absent)} of the {format_number(absent)} frames where the object is absent.")
+    if inputs.real is not None:
+        r, rn = inputs.real.metrics, real_noise or {}
+        parts.append(f"- Real photos: success {_with_se('success', r.get('success'), rn.get('success'))}, "
+                     f"false-positive rate {_with_se('fp_rate', r.get('fp_rate'), rn.get('fp_rate'))}.")
+    objects = [format_number(m.get("objects"))] + ([format_number(inputs.real.metrics.get("objects"))]
+                                                    if inputs.real is not None else [])
+    parts += ["", f"± is one standard error: a bootstrap over the {objects[0]} validation objects"
+              + (f" ({objects[1]} on the real photos)" if len(objects) > 1 else "")
+              + f", {RESAMPLES} resamples, seed {SEED}."]
+    return "\n".join(parts)
+
+
+def _subject(text: str) -> str:
+    return text if len(text) <= SUBJECT_CHARS else text[:SUBJECT_CHARS - 1].rstrip() + "…"
+
+
+def diff_section(comparison: Comparison, source: str) -> str:
+    """Metrics that changed against their previous committed version (``dvc metrics diff``), with
+    the base commit and the bootstrap SE of each change."""
     parts = ["## Change against the committed metrics", ""]
-    if diff is None:
-        parts.append(f"No committed metrics to compare with (`{source}` is not in git HEAD).")
+    base, diff = comparison.base, comparison.diff
+    if base is None or diff is None:
+        parts.append(f"No committed metrics to compare with (no commit holds a `{source}` other than this one).")
         return "\n".join(parts)
+    where = f"commit `{base.short}` (\"{_subject(base.subject)}\")"
     if diff.empty:
-        parts.append(f"No change against `{source}` at git HEAD.")
+        parts.append(f"No change beyond round-off against `{source}` at {where}.")
         return "\n".join(parts)
-    parts += [f"`{source}`: git HEAD (old) against this run (new); only changed metrics.", ""]
-    rows = [[r.metric, format_metric(r.metric, r.old), format_metric(r.metric, r.new),
-             format_metric(r.metric, r.change, signed=True)] for r in diff.itertuples(index=False)]
-    parts.append(table(["metric", "old", "new", "change"], rows, [False, True, True, True]))
+    drawn = {
+        "paired": f"a paired bootstrap over the {comparison.objects} objects (the same objects drawn for both runs)",
+        "independent": "bootstrapping each run's objects on its own (the base commit scored other objects)",
+        "new": f"a bootstrap of the new values over their {comparison.objects} objects (the base commit has no "
+               "frames.csv)",
+    }[comparison.kind]
+    parts += [
+        f"Old: `{source}` at {where}, the newest commit whose metrics differ from these. New: this run. "
+        f"Only changed metrics. SE: one standard error of the change, from {drawn}, {RESAMPLES} resamples, seed "
+        f"{SEED}; AP and timings are not resampled. A change counts as beyond noise when it is larger than "
+        f"{NOISE_FACTOR:g} SE.", ""]
+    rows = []
+    for r in diff.itertuples(index=False):
+        se = comparison.noise.get(r.metric)
+        verdict = beyond_noise(r.change, se, NOISE_FACTOR)
+        rows.append([r.metric, format_metric(r.metric, r.old), format_metric(r.metric, r.new),
+                     format_metric(r.metric, r.change, signed=True), format_metric(r.metric, se),
+                     NA if verdict is None else "yes" if verdict else "no"])
+    parts.append(table(["metric", "old", "new", "change", "SE", "beyond noise"], rows,
+                       [False, True, True, True, True, False]))
     return "\n".join(parts)
 
 
@@ -185,6 +253,12 @@ def ablation_section(ablation: AblationTable | None, note: str | None) -> str:
         f"{', '.join(f'`{p}`' for p in ablation.params)}; mean ± std over runs where a setting ran more than once "
         f"(seeds: `train.seed`); sorted by {HEADLINE.get(ablation.sort_by, ablation.sort_by)}, best first."
     )
+    intro += (" Runs come from `reports/runs.csv` (committed, written by `python -m pipeline.export_runs`) and the "
+              "local MLflow store.")
+    if ablation.store_only:
+        intro += (f" {ablation.store_only} run{'s' if ablation.store_only != 1 else ''} of the local store "
+                  f"{'are' if ablation.store_only != 1 else 'is'} not in `reports/runs.csv` yet, so a clone does not "
+                  "show them: run `python -m pipeline.export_runs`, then the report again.")
     if ablation.skipped:
         intro += f" {ablation.skipped} run{'s' if ablation.skipped != 1 else ''} without evaluate metrics left out."
     if ablation.unrecorded:
@@ -260,10 +334,16 @@ def per_object_section(inputs: ReportInputs) -> str:
     with_base = bool(base)
     if with_base:
         parts += ["Cells read model / baseline.", ""]
+    records = sorted(model.to_dict("records"), key=lambda r: natural_key(r["object_id"]))
+    never = [str(r["object_id"]) for r in records if not _missing(r["success"]) and float(r["success"]) == 0.0]
+    if never:
+        parts += [f"**{len(never)} of {len(records)} objects are never found** (success 0: the top box misses "
+                  f"the object on every frame with it), marked ⚠: {', '.join(never)}.", ""]
     rows = []
-    for rec in sorted(model.to_dict("records"), key=lambda r: natural_key(r["object_id"])):
+    for rec in records:
         b = base.get(str(rec["object_id"]), {})
-        rows.append([str(rec["object_id"]), format_number(_int(rec["frames"])),
+        label = f"⚠ {rec['object_id']}" if str(rec["object_id"]) in never else str(rec["object_id"])
+        rows.append([label, format_number(_int(rec["frames"])),
                      format_number(_int(rec["frames_with_target"]))]
                     + [_paired(rec[k], b.get(k), k, with_base) for k in OBJECT_METRICS])
     headers = ["object", "frames", "with target", *OBJECT_METRICS.values()]
@@ -278,9 +358,12 @@ def _int(value: Any) -> Any:
     return int(value) if float(value).is_integer() else value
 
 
+OPEN_END_PX = 1e5  # an upper bin edge this large means "no upper edge" (COCO's 1e5 ** 2 area)
+
+
 def _px_range(lo: Any, hi: Any) -> str:
     lo, hi = _int(lo), _int(hi)
-    if _missing(hi) or (isinstance(hi, float) and math.isinf(hi)):
+    if _missing(hi) or float(hi) >= OPEN_END_PX:
         return f"≥ {format_number(lo, 1)}"
     return f"{format_number(lo, 1)}–{format_number(hi, 1)}"
 
@@ -297,8 +380,13 @@ def per_size_section(inputs: ReportInputs) -> str:
         parts += ["Cells read model / baseline.", ""]
     order = {s: i for i, s in enumerate(SIZE_ORDER)}
     records = sorted(model.to_dict("records"), key=lambda r: (order.get(str(r["size"]), len(order)), str(r["size"])))
+    empty = [i for i, r in enumerate(records) if _missing(r["frames"]) or int(r["frames"]) == 0]
+    if empty:
+        parts += ["Size bins without frames are left out: " + ", ".join(
+            f"{records[i]['size']} ({_px_range(records[i]['min_px'], records[i]['max_px'])} px)" for i in empty)
+            + ".", ""]
     rows = []
-    for rec in records:
+    for rec in (r for i, r in enumerate(records) if i not in empty):
         b = base.get(str(rec["size"]), {})
         rows.append([str(rec["size"]), _px_range(rec["min_px"], rec["max_px"]), format_number(_int(rec["frames"]))]
                     + [_paired(rec[k], b.get(k), k, with_base) for k in SIZE_METRICS])
@@ -343,21 +431,25 @@ def figures_section(figures: Sequence[Figure], folder_link: str) -> str:
 
 def render_report(
     inputs: ReportInputs,
-    diff: pd.DataFrame | None,
+    comparison: Comparison,
     diff_source: str,
     ablation: AblationTable | None,
     ablation_note: str | None,
     figures: Sequence[Figure],
     figures_link: str,
+    noise: dict[str, float | None] | None = None,
+    real_noise: dict[str, float | None] | None = None,
 ) -> str:
-    """The whole ``reports/metrics.md``: title, then the sections in a fixed order."""
+    """The whole ``reports/metrics.md``: title, then the sections in a fixed order. ``noise`` and
+    ``real_noise``: bootstrap SEs of the model's metrics on the val split and the real photos."""
     sections = [
         (
             "# Evaluation report\n\n"
             "Written by `python -m pipeline.report` (DVC stage `report`); edit the code or params, not this file."
         ),
+        lead_section(inputs, noise or {}, real_noise),
         headline_section(inputs),
-        diff_section(diff, diff_source),
+        diff_section(comparison, diff_source),
         ablation_section(ablation, ablation_note),
         per_object_section(inputs),
         per_size_section(inputs),
@@ -366,4 +458,3 @@ def render_report(
     ]
     text = "\n\n".join(sections) + "\n"
     return re.sub(r"\n{3,}", "\n\n", text)
-

@@ -65,6 +65,14 @@ def write_scored(outputs: ScoredOutputs, metrics: dict, scale: float = 1.0, tabl
         "st_iou": [0.4 * scale, 0.5 * scale, 0.6 * scale],
         "frames_predicted_temporal": [5, 11, 6], "st_iou_temporal": [0.45 * scale, float("nan"), 0.65 * scale],
     }).to_csv(outputs.sequences, index=False)
+    # 2 frames per object: obj10 hit and false alarm, 007 hit and miss, obj2 below threshold and quiet
+    pd.DataFrame({
+        "image": [f"f{i}.jpg" for i in range(6)], "object_id": ["obj10", "obj10", "007", "007", "obj2", "obj2"],
+        "sequence_id": ["obj10_s0", "obj10_s0", "007_s0", "007_s0", "obj2_s0", "obj2_s0"],
+        "frame_index": [0, 1, 0, 1, 0, 1], "present": [True, False, True, True, True, False],
+        "score": [0.9, 0.8, 0.7 * scale, 0.6, 0.1, 0.05], "iou": [0.8, None, 0.7, 0.2, 0.6, None],
+        "outcome": ["TP", "FP", "TP" if scale == 1.0 else "FN", "miss", "FN", "TN"],
+    }).to_csv(outputs.frames, index=False)
     edges = [i / 10 for i in range(11)]
     pd.DataFrame({
         "bin": range(10), "lower": edges[:-1], "upper": edges[1:], "frames": [8, 0, 4, 0, 6, 0, 8, 0, 6, 8],

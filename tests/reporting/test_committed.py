@@ -2,7 +2,7 @@
 
 import json
 
-from pipeline.reporting.committed import metrics_diff, read_committed
+from pipeline.reporting.committed import find_base, metrics_diff, read_committed
 from tests.reporting.builders import commit_all, git
 
 
@@ -73,3 +73,19 @@ def test_text_values_show_as_text():
     assert metrics_diff({"inference_dtype": "fp32"}, {"inference_dtype": "fp32"}).empty
     added = metrics_diff({}, {"inference_dtype": "fp32"}).iloc[0]
     assert (added["old"], added["new"]) == (None, "fp32")
+
+
+def test_base_is_the_newest_commit_with_other_metrics_before_and_after_committing(tmp_path):
+    metrics = tmp_path / "reports" / "m.json"
+    assert find_base(tmp_path, metrics, {"AP": 1}) is None  # no git repository
+    _write(metrics, {"AP": 1})
+    commit_all(tmp_path, "first metrics")
+    (tmp_path / "code.py").write_text("x = 1")
+    commit_all(tmp_path, "code only")
+    assert find_base(tmp_path, metrics, {"AP": 1}) is None  # every committed version equals the working copy
+    _write(metrics, {"AP": 2})
+    before = find_base(tmp_path, metrics, {"AP": 2})
+    assert (before.subject, before.metrics) == ("first metrics", {"AP": 1})
+    commit_all(tmp_path, "second metrics")  # a clone of this commit sees the same base
+    after = find_base(tmp_path, metrics, {"AP": 2})
+    assert (after.commit, after.metrics) == (before.commit, {"AP": 1}) and len(after.short) == 10
