@@ -22,7 +22,8 @@ PER_OBJECT_COLUMNS = ("object_id", "frames", "frames_with_target", "success", "p
                       "mean_iou", "fp_rate")
 PER_SIZE_COLUMNS = ("size", "min_px", "max_px", "frames", "AP", "success")
 PR_CURVE_COLUMNS = ("threshold", "precision", "recall")
-SEQUENCE_COLUMNS = ("sequence_id", "object_id", "frames", "frames_with_target", "st_iou", "st_iou_temporal")
+SEQUENCE_COLUMNS = ("sequence_id", "object_id", "frames", "frames_with_target", "st_iou", "st_iou_temporal",
+                    "st_iou_tracked")
 RELIABILITY_COLUMNS = ("bin", "lower", "upper", "frames", "mean_score", "accuracy")
 FRAME_COLUMNS = ("object_id", "present", "iou", "outcome")
 

@@ -33,14 +33,16 @@ HEADLINE = {
     "mean_iou": "mean IoU",
     "ece": "ECE (top-1 score)",
     "st_iou": "ST-IoU",
-    "st_iou_temporal": "ST-IoU (temporal)",
+    "st_iou_temporal": "ST-IoU (smoothed)",
+    "st_iou_tracked": "ST-IoU (tracked)",
     "ms_per_frame": "ms/frame",
 }
 # per-object / per-size CSV columns shown, with their labels
 OBJECT_METRICS = {"success": "success", "precision": "precision", "recall": "recall", "f1": "F1",
                   "mean_iou": "mean IoU", "fp_rate": "FP rate"}
 SIZE_METRICS = {"AP": "AP", "success": "success"}
-SEQUENCE_METRICS = {"st_iou": "ST-IoU", "st_iou_temporal": "ST-IoU (temporal)"}
+SEQUENCE_METRICS = {"st_iou": "ST-IoU (per frame)", "st_iou_temporal": "ST-IoU (smoothed)",
+                    "st_iou_tracked": "ST-IoU (tracked)"}
 SIZE_ORDER = ("tiny", "small", "medium", "large")
 NA = "n/a"
 NO_REALSET = ("No real-photo check set was scored (`realset.enabled: false`, or the `realset` and `evaluate` "
@@ -396,7 +398,8 @@ def per_size_section(inputs: ReportInputs) -> str:
 
 
 def per_sequence_section(inputs: ReportInputs) -> str:
-    """Spatio-temporal IoU per sequence (video), raw top-1 and after temporal post-processing."""
+    """Spatio-temporal IoU per sequence (video): the per-frame top-1, smoothed, and tracked over
+    the candidates (``temporal.method``: smooth / track)."""
     model = inputs.model.sequences
     parts, base = _breakdown_start("Per sequence (ST-IoU)", model, inputs.notes.get("sequences", ""),
                                    inputs.baseline.sequences if inputs.baseline else None, "sequence_id")
@@ -405,13 +408,15 @@ def per_sequence_section(inputs: ReportInputs) -> str:
     with_base = bool(base)
     parts += ["ST-IoU: IoU summed over the frames where truth and answer both exist, divided by the frames where "
               "either does (every false-positive or missed frame costs a whole box); the headline value is the mean "
-              "over sequences." + (" Cells read model / baseline." if with_base else ""), ""]
+              "over sequences. Per frame: the top-1 box where it reaches the threshold; smoothed: score and box "
+              "EMA with hysteresis; tracked: the best path through each frame's top-k candidates (`temporal.track`)."
+              + (" Cells read model / baseline." if with_base else ""), ""]
     rows = []
     for rec in sorted(model.to_dict("records"), key=lambda r: natural_key(r["sequence_id"])):
         b = base.get(str(rec["sequence_id"]), {})
         rows.append([str(rec["sequence_id"]), str(rec["object_id"]), format_number(_int(rec["frames"])),
                      format_number(_int(rec["frames_with_target"]))]
-                    + [_paired(rec[k], b.get(k), k, with_base) for k in SEQUENCE_METRICS])
+                    + [_paired(rec.get(k), b.get(k), k, with_base) for k in SEQUENCE_METRICS])
     headers = ["sequence", "object", "frames", "with target", *SEQUENCE_METRICS.values()]
     parts.append(table(headers, rows, [False, False] + [True] * (len(headers) - 2)))
     return "\n".join(parts)

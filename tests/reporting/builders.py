@@ -64,6 +64,7 @@ def write_scored(outputs: ScoredOutputs, metrics: dict, scale: float = 1.0, tabl
         "frames": [7, 13, 7], "frames_with_target": [5, 11, 6], "frames_predicted": [6, 12, 6],
         "st_iou": [0.4 * scale, 0.5 * scale, 0.6 * scale],
         "frames_predicted_temporal": [5, 11, 6], "st_iou_temporal": [0.45 * scale, float("nan"), 0.65 * scale],
+        "frames_predicted_tracked": [5, 10, 6], "st_iou_tracked": [0.55 * scale, 0.58 * scale, float("nan")],
     }).to_csv(outputs.sequences, index=False)
     # 2 frames per object: obj10 hit and false alarm, 007 hit and miss, obj2 below threshold and quiet
     pd.DataFrame({
