@@ -16,7 +16,7 @@ one ``bboxes`` list per run of consecutive frames with an answer, boxes in whole
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,10 +60,12 @@ def search_video(
     temporal: TemporalConfig | None,
     score_threshold: float = 0.3,
     batch_size: int = 8,
+    on_frames: Callable[[int], None] | None = None,
 ) -> VideoAnswers:
     """Answers for every frame of the video at ``path`` (see the module docstring). ``temporal``
     None (or not enabled) answers the raw top-1 box where it reaches ``score_threshold``. An
-    unreadable video is a :class:`UserError` naming it."""
+    unreadable video is a :class:`UserError` naming it. ``on_frames(n)`` is called after each
+    batch of ``n`` frames (a progress bar)."""
     use_filter = temporal is not None and temporal.enabled
     filt = TemporalFilter(temporal) if use_filter else None  # type: ignore[arg-type]
     boxes: list[np.ndarray | None] = []
@@ -76,6 +78,8 @@ def search_video(
                 boxes.extend(a.box for a in filt.push(top, score))
             else:
                 boxes.append(top if top is not None and score >= score_threshold else None)
+        if on_frames is not None:
+            on_frames(len(batch))
 
     start = time.perf_counter()
     batch: list[np.ndarray] = []
