@@ -7,7 +7,7 @@ Builds one ``dvc exp run --queue`` whose ``-S key=a,b`` sweeps (DVC's Hydra grid
 every combination of ``model.fusion.type`` × ``model.correlation.kernel`` × ``train.iou_type`` × ``train.seed``,
 prints it and runs it. ``dvc queue start -j N`` then runs the queue in the background (printed);
 ``--run`` instead runs it here and waits (``dvc exp run --run-all -j N``, the same workers
-following their logs), then refreshes ``reports/metrics.md`` when the workspace has evaluate
+following their logs), then rewrites ``reports/metrics.md`` when the workspace has evaluate
 outputs. Every queued run is a DVC experiment (``dvc exp show``) and an MLflow run in the main
 repository's store (:mod:`pipeline.engine.tracking`); the report's ablation table groups them.
 
