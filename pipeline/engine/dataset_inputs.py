@@ -5,6 +5,7 @@ row count and a digest of its rows, so runs on other data show another digest.""
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -29,7 +30,9 @@ def log_manifest(tracker: Tracker, manifest: Path, root: Path | None = None) -> 
         for split, context in CONTEXTS.items():
             rows = frame[frame["split"] == split].reset_index(drop=True)
             if len(rows):
-                dataset = mlflow.data.from_pandas(rows, source=source, name=f"manifest-{split}")
+                with warnings.catch_warnings():  # MLflow's own: its two local-file source types, pandas 4
+                    warnings.simplefilter("ignore")
+                    dataset = mlflow.data.from_pandas(rows, source=source, name=f"manifest-{split}")
                 mlflow.log_input(dataset, context=context)
 
     tracker.apply("log_input", _log)

@@ -86,7 +86,7 @@ def log_detector(tracker: Tracker, best_path: Path, register: bool = False) -> s
             detector.model, name=MODEL_NAME, signature=detector_signature(info["template_size"], detector.search_size),
             metadata={**info, "model_config": checkpoint["model_config"]}, pip_requirements=_requirements(),
             params={k: str(v) for k, v in info.items() if k != "input" and v is not None},
-            registered_model_name=REGISTERED_NAME if register else None,
+            registered_model_name=REGISTERED_NAME if register else None, serialization_format="pickle",
         )
         return logged.model_uri
 
