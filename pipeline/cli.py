@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import re
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Callable
 
 from pipeline.config import ConfigError
-from pipeline.engine.interrupts import Terminated, sigterm_raises
 from pipeline.io import unwritable_reason
 
 #: How torch's DataLoader re-raises a worker's exception: the type is kept, but the message becomes
@@ -25,6 +27,30 @@ class UserError(Exception):
     Subclasses must take the message as their only required argument: that is how torch's
     DataLoader rebuilds an exception raised in a worker (anything else becomes a RuntimeError).
     """
+
+
+class Terminated(KeyboardInterrupt):
+    """The process received SIGTERM (``kill``, DVC, a queue or a scheduler stopping it)."""
+
+
+def _raise_terminated(signum: int, frame) -> None:
+    raise Terminated(f"terminated by signal {signum}")
+
+
+@contextlib.contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`Terminated` in the main thread, so a stage stopped
+    by ``kill`` unwinds like one stopped by Ctrl-C and can close what it has open. Does nothing
+    outside the main thread or where SIGTERM already has a handler of its own."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+    signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def require_writable(folder: Path, flag: str = "--out") -> None:
