@@ -62,6 +62,7 @@ def test_train_writes_outputs_and_an_mlflow_run(data_repo, tmp_path):
     assert got.data.tags["train.amp.resolved"] == auto
     assert got.data.tags["train.amp.hardware"] == f"cpu: {cpu_info().describe()}"
     assert got.data.tags["git_dirty"] in ("true", "false") and got.data.tags["needle.process"]
+    assert got.data.tags["train.register_model"] == "false" and "train.register_model" not in got.data.params
     assert got.info.status == "FINISHED"
     assert got.info.artifact_uri.removeprefix("file://").startswith(f"{root.resolve() / 'mlartifacts'}/")
     _check_presence(root, metrics, got.data.metrics)

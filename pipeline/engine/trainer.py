@@ -49,6 +49,10 @@ BEST_KEYS = ("model", "epoch", "best", "digest", "run_id", "model_config", "temp
 #: ``register_model`` only what happens to the logged model).
 _RUN_INDEPENDENT = {"resume", "workers", "log_every", "presence_metric", "register_model"}
 
+#: Keys that say what happens to the run's outputs, not what it computes: MLflow tags, not params,
+#: so runs that differ only in them compare as one setting (and get the same name).
+_TAGS_NOT_PARAMS = {"train.register_model"}
+
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
@@ -285,7 +289,8 @@ def fit(params: Params, paths: Paths) -> dict:
             log.info("%s was trained with other params or data; starting fresh", last_path)
 
     tracker = Tracker(default_tracking_uri(), enabled=info.is_main)
-    flat_params, tags = to_flat_dict(params), dvc_tags()
+    flat_params = {k: v for k, v in to_flat_dict(params).items() if k not in _TAGS_NOT_PARAMS}
+    tags = {**dvc_tags(), **{k: str(v).lower() for k, v in to_flat_dict(params).items() if k in _TAGS_NOT_PARAMS}}
     name = run_name(flat_params, tags, changed_params(flat_params, committed_params(paths.params)))
     resumed = run_id is not None
     tracker.start(name, flat_params, tags, run_id=run_id, system_metrics=True)
