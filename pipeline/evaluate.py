@@ -4,7 +4,7 @@ Writes ``reports/evaluate/`` (metrics.json as DVC metrics, pr_curve.csv and scor
 plots, per_object.csv, per_size.csv, frames.csv, sequences.csv, predictions.csv, gallery.png) and
 scores the real-photo check set ``data/realset`` (stage ``realset``) into ``reports/realset/`` the
 same way, and adds both sets' metrics (``eval_*``, ``real_*``), settings (tags ``eval.iou_threshold``,
-``eval.frames``, ...), per-object and per-sequence tables and figures (PR curve, gallery) to the
+``eval.frames``, ...), per-object and per-sequence tables and figures (PR curve, frames by outcome, gallery) to the
 MLflow run of the training (``models/run.json``). Next to the
 frame metrics, each sequence (video) gets its spatio-temporal IoU, from the top-1 box above
 ``evaluate.score_threshold`` per frame (``st_iou``) and after the ``temporal`` post-processing
@@ -41,7 +41,7 @@ from pipeline.config import EvaluateConfig, Params, TemporalConfig, load_params
 from pipeline.data.dataset import Sample, load_split
 from pipeline.data.scratch import ScratchSet
 from pipeline.engine.amp import describe_precision, precision_tags, resolve_precision
-from pipeline.engine.pr_plot import plot_pr_curve
+from pipeline.engine.run_figures import plot_outcomes, plot_pr_curve
 from pipeline.engine.tracking import Tracker
 from pipeline.io import atomic_dir, write_json
 from pipeline.inference import Detector
@@ -158,7 +158,7 @@ SETTING_KEYS = ("frames", "frames_with_target", "objects", "sequences", "iou_thr
 def log_to_training_run(run_file: Path, scored: dict[str, tuple[Scores, ScoredOutputs]], tags: dict[str, str]) -> None:
     """Add each ``scored`` set's metrics (``<prefix>_AP50``, ... with the dict key as prefix),
     settings (tags ``<prefix>.iou_threshold``, ...), per-object and per-sequence tables
-    (``mlflow.log_table``), PR-curve figure and output files to the MLflow run that trained the model (if any)."""
+    (``mlflow.log_table``), figures and output files to the MLflow run that trained the model (if any)."""
     if not run_file.is_file():
         log.warning("%s not found: metrics are not added to MLflow", run_file)
         return
@@ -178,9 +178,10 @@ def log_to_training_run(run_file: Path, scored: dict[str, tuple[Scores, ScoredOu
             tracker.apply("log_table", lambda mlflow, t=table, n=name: mlflow.log_table(
                 t, artifact_file=f"{folder}/{n}.json"))
         with tempfile.TemporaryDirectory() as tmp:
-            title = f"{folder}: top-1 precision-recall"
-            tracker.log_artifact(plot_pr_curve(scores.pr_curve, summary.get("score_threshold"), title,
-                                               Path(tmp) / "pr_curve.png"), folder)
+            tracker.log_artifact(plot_pr_curve(scores.pr_curve, summary.get("score_threshold"),
+                                               f"{folder}: top-1 precision-recall", Path(tmp) / "pr_curve.png"), folder)
+            tracker.log_artifact(plot_outcomes(scores.frames["outcome"], f"{folder}: frames by top-1 outcome",
+                                               Path(tmp) / "outcomes.png"), folder)
         for path in (out.metrics, out.per_object, out.sequences, out.pr_curve, out.reliability, out.gallery):
             if path.is_file():
                 tracker.log_artifact(path, folder)

@@ -106,7 +106,8 @@ def test_mlflow_server_shows_the_run_as_a_user_expects(repo):
         assert info["artifact_uri"].removeprefix("file://").startswith(str(repo / "mlartifacts"))
         listed = _api(base, f"artifacts/list?run_id={info['run_id']}&path=evaluate")["files"]
         names = {f["path"].removeprefix("evaluate/") for f in listed}
-        assert {"per_object.json", "sequences.json", "pr_curve.png", "gallery.png", "metrics.json"} <= names
+        assert {"per_object.json", "sequences.json", "pr_curve.png", "outcomes.png", "gallery.png",
+                 "metrics.json"} <= names
     finally:
         server.terminate()
         server.wait(timeout=30)
