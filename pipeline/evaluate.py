@@ -167,7 +167,8 @@ def log_to_training_run(run_file: Path, scored: dict[str, tuple[Scores, ScoredOu
         log.warning("training was not tracked in MLflow (%s has no run id)", run_file)
         return
     tracker = Tracker(run["tracking_uri"])
-    tracker.start(None, {}, {}, run_id=run["run_id"])
+    if tracker.start(None, {}, {}, run_id=run["run_id"]) is None:
+        return  # the tracker said why, in one line
     for prefix, (scores, out) in scored.items():
         summary = scores.summary
         tracker.log_metrics({f"{prefix}_{k}": v for k, v in summary.items()
