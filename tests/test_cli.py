@@ -68,3 +68,14 @@ def test_every_command_answers_help_without_running(command: str, tmp_path):
     assert bad.returncode == 2, bad.stderr
     assert "unrecognized arguments: --bogus" in bad.stderr or "arguments are required" in bad.stderr
     assert _snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("module", sorted(p.stem for p in (REPO / "benchmarks").glob("*.py")
+                                          if "__main__" in p.read_text() and p.stem != "__init__"))
+def test_benchmarks_answer_help_without_running(module: str, tmp_path):
+    before = _snapshot(tmp_path)
+    run = subprocess.run([sys.executable, "-m", f"benchmarks.{module}", "--help"], cwd=tmp_path,
+                         env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("usage: ") and "--help" in run.stdout
+    assert _snapshot(tmp_path) == before
