@@ -31,6 +31,7 @@ import json
 import logging
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -176,8 +177,7 @@ def log_to_training_run(run_file: Path, scored: dict[str, tuple[Scores, ScoredOu
         tracker.set_tags({f"{prefix}.{k}": str(summary[k]) for k in SETTING_KEYS if summary.get(k) is not None})
         folder = out.folder.name
         for name, table in (("per_object", scores.per_object), ("sequences", scores.sequences)):
-            tracker.apply("log_table", lambda mlflow, t=table, n=name: mlflow.log_table(
-                t, artifact_file=f"{folder}/{n}.json"))
+            tracker.apply("log_table", lambda mlflow, t=table, n=name: _log_table(mlflow, t, f"{folder}/{n}.json"))
         with tempfile.TemporaryDirectory() as tmp:
             tracker.log_artifact(plot_pr_curve(scores.pr_curve, summary.get("score_threshold"),
                                                f"{folder}: top-1 precision-recall", Path(tmp) / "pr_curve.png"), folder)
@@ -188,6 +188,14 @@ def log_to_training_run(run_file: Path, scored: dict[str, tuple[Scores, ScoredOu
                 tracker.log_artifact(path, folder)
     tracker.set_tags(tags)
     tracker.end()
+
+
+def _log_table(mlflow, table, artifact_file: str) -> None:
+    """``mlflow.log_table`` without the pandas deprecation warnings MLflow's own code raises."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        mlflow.log_table(table, artifact_file=artifact_file)
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
