@@ -29,7 +29,7 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.cli import UserError, run_stage
+from pipeline.cli import UserError, run_stage, stage_parser
 from pipeline.config import ConfigError, parse_params, read_yaml
 from pipeline.paths import Paths
 
@@ -115,7 +115,7 @@ def validate(study: Study, params_file: Path) -> None:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="python -m pipeline.ablate", description=__doc__.split("\n\n")[0])
+    ap = stage_parser(__doc__, "python -m pipeline.ablate")
     for flag, key in (("--fusion", "model.fusion.type"), ("--corr-kernel", "model.correlation.kernel"),
                       ("--iou-type", "train.iou_type"), ("--seeds", "train.seed")):
         ap.add_argument(flag, nargs="+", default=list(DEFAULT_GRID[key]), metavar="V",

@@ -216,6 +216,7 @@ class TrainConfig:
     resume: bool = True
     log_every: int = field(default=10, metadata=bounds(1))
     presence_metric: PresenceMetric = "f1"  # the presence threshold saved in best.pt maximises this on val
+    register_model: bool = False  # also register the MLflow model of the run (needle-detector)
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,9 @@
 Writes ``reports/evaluate/`` (metrics.json as DVC metrics, pr_curve.csv and score_hist.csv as DVC
 plots, per_object.csv, per_size.csv, frames.csv, sequences.csv, predictions.csv, gallery.png) and
 scores the real-photo check set ``data/realset`` (stage ``realset``) into ``reports/realset/`` the
-same way, and adds both sets' metrics (``eval_*``, ``real_*``) and figures to the MLflow run of the
-training (``models/run.json``). Next to the
+same way, and adds both sets' metrics (``eval_*``, ``real_*``), settings (tags ``eval.iou_threshold``,
+``eval.frames``, ...), per-object and per-sequence tables and figures (PR curve, frames by outcome, gallery) to the
+MLflow run of the training (``models/run.json``). Next to the
 frame metrics, each sequence (video) gets its spatio-temporal IoU, from the top-1 box above
 ``evaluate.score_threshold`` per frame (``st_iou``) and, when ``temporal.enabled``, after
 smoothing the top-1 box (``st_iou_temporal``) and after tracking over the top-k candidates
@@ -29,18 +30,21 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
-from pipeline.cli import UserError, require_writable, run_stage
+from pipeline.cli import UserError, require_writable, run_stage, stage_parser
 from pipeline.config import EvaluateConfig, Params, TemporalConfig, TrackConfig, load_params
 from pipeline.data.dataset import Sample, load_split
 from pipeline.data.scratch import ScratchSet
 from pipeline.engine.amp import describe_precision, precision_tags, resolve_precision
+from pipeline.engine.run_figures import plot_outcomes, plot_pr_curve
 from pipeline.engine.tracking import Tracker
 from pipeline.io import atomic_dir, write_json
 from pipeline.inference import Detector
@@ -170,9 +174,16 @@ def write_no_realset(out: ScoredOutputs) -> None:
         write_json(tmp / out.metrics.name, {"available": False})
 
 
+#: Summary entries that describe the scored set or the settings, not the model: tags
+#: ``<prefix>.<key>`` of the run (``eval.iou_threshold``), not metrics.
+SETTING_KEYS = ("frames", "frames_with_target", "objects", "sequences", "iou_threshold", "score_threshold",
+                "score_threshold_source", "inference_dtype")
+
+
 def log_to_training_run(run_file: Path, scored: dict[str, tuple[Scores, ScoredOutputs]], tags: dict[str, str]) -> None:
-    """Add each ``scored`` set's metrics (``<prefix>_AP50``, ... with the dict key as prefix) and
-    figures to the MLflow run that trained the model (if any)."""
+    """Add each ``scored`` set's metrics (``<prefix>_AP50``, ... with the dict key as prefix),
+    settings (tags ``<prefix>.iou_threshold``, ...), per-object and per-sequence tables
+    (``mlflow.log_table``), figures and output files to the MLflow run that trained the model (if any)."""
     if not run_file.is_file():
         log.warning("%s not found: metrics are not added to MLflow", run_file)
         return
@@ -181,17 +192,38 @@ def log_to_training_run(run_file: Path, scored: dict[str, tuple[Scores, ScoredOu
         log.warning("training was not tracked in MLflow (%s has no run id)", run_file)
         return
     tracker = Tracker(run["tracking_uri"])
-    tracker.start(None, {}, {}, run_id=run["run_id"])
+    if tracker.start(None, {}, {}, run_id=run["run_id"]) is None:
+        return  # the tracker said why, in one line
     for prefix, (scores, out) in scored.items():
-        tracker.log_metrics({f"{prefix}_{k}": v for k, v in scores.summary.items() if isinstance(v, (int, float))})
+        summary = scores.summary
+        tracker.log_metrics({f"{prefix}_{k}": v for k, v in summary.items()
+                             if isinstance(v, (int, float)) and k not in SETTING_KEYS})
+        tracker.set_tags({f"{prefix}.{k}": str(summary[k]) for k in SETTING_KEYS if summary.get(k) is not None})
+        folder = out.folder.name
+        for name, table in (("per_object", scores.per_object), ("sequences", scores.sequences)):
+            tracker.apply("log_table", lambda mlflow, t=table, n=name: _log_table(mlflow, t, f"{folder}/{n}.json"))
+        with tempfile.TemporaryDirectory() as tmp:
+            tracker.log_artifact(plot_pr_curve(scores.pr_curve, summary.get("score_threshold"),
+                                               f"{folder}: top-1 precision-recall", Path(tmp) / "pr_curve.png"), folder)
+            tracker.log_artifact(plot_outcomes(scores.frames["outcome"], f"{folder}: frames by top-1 outcome",
+                                               Path(tmp) / "outcomes.png"), folder)
         for path in (out.metrics, out.per_object, out.sequences, out.pr_curve, out.reliability, out.gallery):
-            tracker.log_artifact(path, out.folder.name)
+            if path.is_file():
+                tracker.log_artifact(path, folder)
     tracker.set_tags(tags)
     tracker.end()
 
 
+def _log_table(mlflow, table, artifact_file: str) -> None:
+    """``mlflow.log_table`` without the pandas deprecation warnings MLflow's own code raises."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        mlflow.log_table(table, artifact_file=artifact_file)
+
+
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.evaluate", description=__doc__.split("\n\n")[0])
+    parser = stage_parser(__doc__, "python -m pipeline.evaluate")
     parser.add_argument("--checkpoint", type=Path, help="default: models/best.pt")
     parser.add_argument("--data", type=Path, help="score this data set instead of the pipeline's val split")
     parser.add_argument("--format", choices=FORMATS, default="auto", help="format of --data (default: auto)")

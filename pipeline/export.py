@@ -60,7 +60,7 @@ import onnxruntime as ort
 import torch
 from torch import Tensor, nn
 
-from pipeline.cli import UserError, require_writable, run_stage
+from pipeline.cli import UserError, require_writable, run_stage, stage_parser
 from pipeline.data.frames import to_tensor_array
 from pipeline.detector.backbones.lora import merge_lora
 from pipeline.detector.model import ReferenceDetector
@@ -425,10 +425,7 @@ def format_report(report: dict[str, Any]) -> str:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m pipeline.export",
-        description="Export a checkpoint as two ONNX graphs (template encoder, search detector) and check them.",
-    )
+    parser = stage_parser(__doc__, "python -m pipeline.export")
     parser.add_argument("--checkpoint", type=Path, default=Path("models/best.pt"),
                         help="best.pt / last.pt written by training (models/best.pt)")
     parser.add_argument("--out", type=Path, default=Path("models/onnx"),

@@ -13,8 +13,11 @@ copy of each image with its boxes and scores drawn (``OUT/<name>_pred.jpg``).
 ``temporal`` post-processing of ``--params`` (default ``params.yaml`` when there is one) and writes
 ``OUT/submission.json``, the drone benchmark's submission format
 (:mod:`pipeline.inference.stream`); ``--dataset`` does that for every video of a data set in the
-``video`` layout (each with its own ``object_images/``) into one ``OUT/submission.json``. Both
-print frames/s. Not a DVC stage: a tool for running the trained model on new data.
+``video`` layout (each with its own ``object_images/``) into one ``OUT/submission.json``. Not a
+DVC stage: a tool for running the trained model on new data.
+
+On a terminal a progress bar counts the frames done; at the end each mode prints the mean
+ms/frame (videos: also frames/s).
 
 The score threshold is the checkpoint's presence threshold, chosen on the validation split at the
 end of training (0.3 for a checkpoint without one), unless ``--score-threshold`` overrides it;
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -32,8 +36,9 @@ import cv2
 import numpy as np
 import pandas as pd
 import torch
+from tqdm import tqdm
 
-from pipeline.cli import UserError, require_writable, run_stage
+from pipeline.cli import UserError, require_writable, run_stage, stage_parser
 from pipeline.config import CALIBRATED, TemporalConfig, load_params
 from pipeline.data.dataset import read_rgb
 from pipeline.data.formats.common import IMAGE_EXTS
@@ -51,9 +56,7 @@ SUBMISSION = "submission.json"
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m pipeline.predict", description="Find an object in images or videos with a trained model."
-    )
+    parser = stage_parser(__doc__, "python -m pipeline.predict")
     parser.add_argument("--checkpoint", required=True, type=Path, help="best.pt / last.pt written by training")
     parser.add_argument("--templates", nargs="+", type=Path,
                         help="reference photos of the object: files and/or folders of images (not with --dataset)")
@@ -219,11 +222,27 @@ def dataset_videos(root: Path) -> list[tuple[str, Path, list[Path]]]:
     return out
 
 
+def predict_images(detector: Detector, images: Sequence[Path], batch_size: int) -> tuple[list[Detections], float]:
+    """Detections of every image (in batches, with a progress bar on a terminal) and the mean ms per
+    image (reading, preprocessing, the model and post-processing)."""
+    found: list[Detections] = []
+    start = time.perf_counter()
+    with tqdm(total=len(images), unit="frame", desc="predict", disable=None) as bar:
+        for i in range(0, len(images), batch_size):
+            chunk = list(images[i:i + batch_size])
+            found.extend(detector.predict(chunk, batch_size=batch_size))
+            bar.update(len(chunk))
+    return found, 1000.0 * (time.perf_counter() - start) / max(len(images), 1)
+
+
 def report_speed(answers: VideoAnswers) -> None:
-    """One line per video on stdout: frames, frames with an answer, frames/s."""
+    """One line per video on stdout: frames, frames with an answer, ms/frame, frames/s and the
+    temporal step's share of the time."""
+    ms = 1000.0 * answers.seconds / max(answers.frames, 1)
     share = answers.temporal_seconds / answers.seconds if answers.seconds > 0 else 0.0
     print(f"{answers.video_id}: {answers.frames} frames, {answers.frames_with_answer} with the object, "
-          f"{answers.frames_per_second:.1f} frames/s ({100 * share:.1f} % in the temporal step)", flush=True)
+          f"{ms:.1f} ms/frame, {answers.frames_per_second:.1f} frames/s ({100 * share:.1f} % in the temporal step)",
+          flush=True)
 
 
 def predict_videos(args: argparse.Namespace) -> None:
@@ -250,7 +269,9 @@ def predict_videos(args: argparse.Namespace) -> None:
     entries, total = [], None
     for vid, path, templates in videos:
         detector.set_templates(templates)
-        answers = search_video(detector, path, vid, temporal, threshold, args.batch_size, args.detect_every)
+        with tqdm(unit="frame", desc=vid, disable=None) as bar:  # shown on a terminal only
+            answers = search_video(detector, path, vid, temporal, threshold, args.batch_size, args.detect_every,
+                                   bar.update)
         report_speed(answers)
         entries.append(submission_entry(answers))
         frames, seconds = answers.frames, answers.seconds
@@ -258,7 +279,8 @@ def predict_videos(args: argparse.Namespace) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     write_json(args.out / SUBMISSION, submission(entries))
     if len(videos) > 1 and total is not None:
-        print(f"all {len(videos)} videos: {total[0]} frames, {total[0] / max(total[1], 1e-9):.1f} frames/s")
+        print(f"all {len(videos)} videos: {total[0]} frames, {1000.0 * total[1] / max(total[0], 1):.1f} ms/frame, "
+              f"{total[0] / max(total[1], 1e-9):.1f} frames/s")
     log.info("%d videos (%s) -> %s", len(videos), f"temporal: {temporal.method}" if temporal else "raw top-1",
              args.out / SUBMISSION)
 
@@ -273,7 +295,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     search = image_files(args.search, "search")
     detector = load_detector(args, score_threshold=args.score_threshold, max_detections=args.max_detections)
     detector.set_templates(templates)
-    detections = detector.predict(search, batch_size=args.batch_size)
+    detections, ms = predict_images(detector, search, args.batch_size)
+    print(f"{len(search)} images: {ms:.1f} ms/frame", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     table = predictions_table(search, detections)
     write_csv(args.out / "predictions.csv", table)

@@ -32,7 +32,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipeline.cli import UserError, run_stage
+from pipeline.cli import UserError, run_stage, stage_parser
 from pipeline.config import load_params
 from pipeline.data.real_sources import BACKGROUNDS, OBJECTS, OPENCV_DATA, RealObject, View, cut_view, load_view, used_files
 from pipeline.io import atomic_dir
@@ -234,8 +234,8 @@ def is_built(folder: Path) -> bool:
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m pipeline.realset", description=__doc__.split("\n\n")[0],
+    parser = stage_parser(
+        __doc__, "python -m pipeline.realset",
         epilog="Reads the realset section of params.yaml (source, frames_per_object, absent_every, distractors, "
                "seed, enabled); writes data/realset (the DVC stage) or --out.")
     parser.add_argument("--out", type=Path, help="output folder (default: data/realset)")

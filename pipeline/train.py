@@ -3,7 +3,9 @@
 Distributed: ``torchrun --nproc_per_node N -m pipeline.train`` (gloo on CPU, NCCL on GPU).
 Writes models/{last,best}.pt and models/run.json, reports/train_metrics.json (DVC metrics),
 reports/train_curve.csv (one row per epoch) and reports/val_curve.csv (the validated epochs only;
-both DVC plots); logs everything to MLflow.
+both DVC plots); logs everything to MLflow: params, tags (git commit, dirty tree, DVC experiment),
+metrics, system metrics, the prepared manifest as the dataset, the training curves and
+``best.pt``'s detector as the run's model (registered with ``train.register_model``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import pandas as pd
 from pipeline.cli import run_stage
 from pipeline.config import load_params
 from pipeline.engine.curves import validation_rows
+from pipeline.engine.model_logging import log_detector
 from pipeline.engine.plots import plot_training_curves
 from pipeline.engine.trainer import fit
 from pipeline.io import write_csv, write_json
@@ -39,6 +42,7 @@ def main() -> None:
         figure = plot_training_curves(history, Path(tmp) / "training_curves.png")
         tracker.log_artifact(figure, "figures")
     tracker.log_artifact(paths.train_metrics)
+    log_detector(tracker, paths.models / "best.pt", register=params.train.register_model)
     tracker.end()
 
 

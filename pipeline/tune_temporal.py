@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from pipeline.cli import UserError, require_writable, run_stage
+from pipeline.cli import UserError, require_writable, run_stage, stage_parser
 from pipeline.config import ConfigError, TrackConfig, load_params, parse_params
 from pipeline.data.dataset import Sample, load_split
 from pipeline.evaluate import load_detector, predict_samples, tracked_answers
@@ -134,9 +134,7 @@ def adopt_command(cfg: TrackConfig, base: TrackConfig) -> str:
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    summary, _, details = __doc__.partition("\n\n")
-    parser = argparse.ArgumentParser(prog="python -m pipeline.tune_temporal", description=summary, epilog=details,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = stage_parser(__doc__, "python -m pipeline.tune_temporal")
     parser.add_argument("--checkpoint", type=Path, help="default: models/best.pt")
     parser.add_argument("--out", type=Path, help="output folder (default: reports/tuning)")
     parser.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",

@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 
-from tests.pipeline_repo import dvc, env, make_pipeline_repo
+from tests.pipeline_repo import dvc, env, make_pipeline_repo, run
 
 pytestmark = pytest.mark.slow
 
@@ -21,7 +21,8 @@ STAGES = ("prepare", "resize_templates", "train", "evaluate", "baseline", "repor
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
     root = make_pipeline_repo(tmp_path_factory.mktemp("pipeline") / "repo")
-    out = dvc(root, "repro")
+    # system metrics every second (MLflow's default, 10 s, is about as long as the tiny training)
+    out = run([sys.executable, "-m", "dvc", "repro"], root, extra_env={"MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL": "1"})
     for stage in STAGES:
         assert f"Running stage '{stage}'" in out.stdout, stage
     return root
@@ -56,7 +57,9 @@ def _api(base: str, path: str, body: dict | None = None) -> dict:
         return json.loads(response.read())
 
 
-def test_mlflow_server_lists_the_run_with_params_and_metrics(repo):
+def test_mlflow_server_shows_the_run_as_a_user_expects(repo):
+    """``mlflow server`` on the repro's store, through its REST API (what ``mlflow ui`` shows): the
+    run's name and tags, params, metrics without settings, system metrics, datasets, model, artifacts."""
     port = _free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", f"sqlite:///{repo / 'mlflow.db'}",
@@ -79,10 +82,32 @@ def test_mlflow_server_lists_the_run_with_params_and_metrics(repo):
         experiment = _api(base, "experiments/get-by-name?experiment_name=needle")["experiment"]
         runs = _api(base, "runs/search", {"experiment_ids": [experiment["experiment_id"]]})["runs"]
         assert len(runs) == 1
-        params = {p["key"]: p["value"] for p in runs[0]["data"]["params"]}
-        metrics = {m["key"] for m in runs[0]["data"]["metrics"]}
+        info, data = runs[0]["info"], runs[0]["data"]
+        assert info["status"] == "FINISHED"
+        tags = {t["key"]: t["value"] for t in data["tags"]}
+        head = run(["git", "rev-parse", "--short=7", "HEAD"], repo).stdout.strip()
+        dirty = tags["git_dirty"]
+        assert dirty in ("true", "false")
+        assert info["run_name"].startswith(f"{head}-dirty-" if dirty == "true" else f"{head}-")
+        assert tags["eval.iou_threshold"] == "0.5" and int(tags["eval.frames"]) > 0  # settings: tags
+        params = {p["key"]: p["value"] for p in data["params"]}
+        metrics = {m["key"] for m in data["metrics"]}
         assert params["model.fusion.type"] == "attention" and params["train.iou_type"] == "giou"
         assert {"train_loss", "val_AP50", "eval_AP50", "eval_success", "eval_ms_per_frame"} <= metrics
+        assert not {"eval_iou_threshold", "eval_frames", "eval_score_threshold"} & metrics
+        assert any(m.startswith("system/cpu_utilization_percentage") for m in metrics), sorted(metrics)
+        datasets = {d["dataset"]["name"]: {t["key"]: t["value"] for t in d["tags"]}
+                    for d in runs[0]["inputs"]["dataset_inputs"]}
+        assert datasets["manifest-train"]["mlflow.data.context"] == "training"
+        assert datasets["manifest-val"]["mlflow.data.context"] == "validation"
+        models = _api(base, "logged-models/search", {"experiment_ids": [experiment["experiment_id"]]})["models"]
+        assert [(m["info"]["name"], m["info"]["source_run_id"]) for m in models] == [("detector", info["run_id"])]
+        assert runs[0]["outputs"]["model_outputs"][0]["model_id"] == models[0]["info"]["model_id"]
+        assert info["artifact_uri"].removeprefix("file://").startswith(str(repo / "mlartifacts"))
+        listed = _api(base, f"artifacts/list?run_id={info['run_id']}&path=evaluate")["files"]
+        names = {f["path"].removeprefix("evaluate/") for f in listed}
+        assert {"per_object.json", "sequences.json", "pr_curve.png", "outcomes.png", "gallery.png",
+                 "metrics.json"} <= names
     finally:
         server.terminate()
         server.wait(timeout=30)

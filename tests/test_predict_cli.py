@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import runpy
 import sys
 import warnings
@@ -54,10 +55,13 @@ def run(checkpoint: Path, refs, search, out: Path, *extra: str) -> None:
           "--out", str(out), *extra])
 
 
-def test_predictions_csv_and_visualizations(checkpoint, data, tmp_path):
+def test_predictions_csv_and_visualizations(checkpoint, data, tmp_path, capsys):
     refs, frames = data
     out = tmp_path / "out"
     run(checkpoint, refs, frames, out, "--score-threshold", "0", "--max-detections", "3", "--visualize")
+    captured = capsys.readouterr()
+    assert re.fullmatch(r"3 images: \d+\.\d ms/frame\n", captured.out)
+    assert "frame/s" not in captured.err  # not a terminal: no progress bar
     table = pd.read_csv(out / "predictions.csv")
     assert list(table.columns) == ["image", "x1", "y1", "x2", "y2", "score"]
     assert set(table["image"]) == {str(frames / name) for name in FRAMES}  # threshold 0: every frame has a hit
@@ -214,3 +218,38 @@ def test_video_temporal_thresholds_follow_the_checkpoint(checkpoint, data, tmp_p
     assert "temporal: on at 0.6, off below 0.4" in caplog.text
     assert "temporal: on at 0.3, off below 0.2" in caplog.text
     assert (tmp_path / "v" / "submission.json").is_file()
+
+
+def test_a_terminal_gets_a_progress_bar(checkpoint, data, tmp_path):
+    """tqdm draws on stderr when it is a terminal (here a pseudo-terminal)."""
+    import fcntl
+    import os
+    import pty
+    import struct
+    import subprocess
+    import sys
+    import termios
+
+    refs, frames = data
+    main_fd, child_fd = pty.openpty()
+    fcntl.ioctl(child_fd, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))  # a 120-column terminal
+    proc = subprocess.Popen([sys.executable, "-m", "pipeline.predict", "--checkpoint", str(checkpoint), "--templates",
+                             str(refs), "--search", str(frames), "--out", str(tmp_path / "out"), "--amp", "off"],
+                            stdout=subprocess.PIPE, stderr=child_fd, text=True,
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    os.close(child_fd)
+    chunks = []
+    while True:  # read while it runs, so a full terminal buffer never blocks it
+        try:
+            chunk = os.read(main_fd, 65536)
+        except OSError:  # the process closed its end and everything was read
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(main_fd)
+    stdout = proc.communicate(timeout=300)[0]
+    terminal = b"".join(chunks).decode(errors="replace")
+    assert proc.returncode == 0, terminal[-3000:]
+    assert "predict: 100%" in terminal and "3/3" in terminal
+    assert "ms/frame" in stdout

@@ -42,7 +42,8 @@ def test_train_writes_outputs_and_an_mlflow_run(data_repo, tmp_path):
     import mlflow
 
     root = _copy(data_repo, tmp_path)
-    _train(root, {"DVC_EXP_NAME": "tiny-exp"})
+    out = _train(root, {"DVC_EXP_NAME": "tiny-exp"})
+    assert "failed during" not in out.stderr, out.stderr[-3000:]
     for name in ("models/last.pt", "models/best.pt", "models/run.json", "reports/train_metrics.json", "reports/train_curve.csv"):
         assert (root / name).is_file(), name
     metrics = json.loads((root / "reports/train_metrics.json").read_text())
@@ -64,7 +65,34 @@ def test_train_writes_outputs_and_an_mlflow_run(data_repo, tmp_path):
     assert got.data.tags["dvc_exp_name"] == "tiny-exp"
     assert got.data.tags["train.amp.resolved"] == auto
     assert got.data.tags["train.amp.hardware"] == f"cpu: {cpu_info().describe()}"
+    assert got.data.tags["git_dirty"] in ("true", "false") and got.data.tags["needle.process"]
+    assert got.data.tags["train.register_model"] == "false" and "train.register_model" not in got.data.params
+    assert got.info.status == "FINISHED"
+    assert got.info.artifact_uri.removeprefix("file://").startswith(f"{root.resolve() / 'mlartifacts'}/")
     _check_presence(root, metrics, got.data.metrics)
+    _check_model_and_dataset(run_info["tracking_uri"], got)
+
+
+def _check_model_and_dataset(uri, run):
+    """The run holds best.pt's detector as an MLflow model and the manifest's splits as its datasets."""
+    import mlflow
+
+    from pipeline.detector.model import ReferenceDetector
+
+    contexts = {next(t.value for t in d.tags if t.key == "mlflow.data.context"): d.dataset
+                for d in run.inputs.dataset_inputs}
+    assert set(contexts) == {"training", "validation"}
+    assert contexts["training"].name == "manifest-train" and contexts["training"].source_type == "local"
+    client = mlflow.tracking.MlflowClient(uri)
+    models = client.search_logged_models(experiment_ids=[run.info.experiment_id])
+    assert [(m.name, m.source_run_id) for m in models] == [("detector", run.info.run_id)]
+    assert models[0].params["template_size"] == "32" and float(models[0].params["score_threshold"]) > 0
+    mlflow.set_tracking_uri(uri)
+    model = mlflow.pytorch.load_model(models[0].model_uri)
+    assert isinstance(model, ReferenceDetector)
+    info = mlflow.models.get_model_info(models[0].model_uri)
+    assert [i["name"] for i in info.signature.inputs.to_dict()] == ["templates", "search"]
+    assert info.metadata["template_size"] == 32 and info.metadata["model_config"]["neck"]["channels"] == 16
 
 
 def _check_presence(root, metrics, mlflow_metrics):

@@ -83,7 +83,7 @@ def test_predict_video_streams_smooths_and_writes_the_submission(workdir, videos
     predict_main(["--checkpoint", "models/best.pt", "--templates", str(clip.parent / "object_images"),
                   "--video", str(clip), "--out", str(out), "--batch-size", "3"])
     printed = capsys.readouterr().out
-    assert "clip_a: 8 frames" in printed and "frames/s" in printed
+    assert "clip_a: 8 frames" in printed and "ms/frame" in printed and "frames/s" in printed
     doc = json.loads((out / "submission.json").read_text())
     assert [e["video_id"] for e in doc] == ["clip_a"]  # the sample folder's name
     got = _submitted(doc[0], 8)

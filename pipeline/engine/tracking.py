@@ -7,13 +7,17 @@ file: a call that finds it locked (or finds another process creating its tables)
 backoff. If the store stays unreachable or locked (or is read-only), the tracker warns once, in
 one line, and turns itself off; metrics stay in the stage's own output files. MLflow's, alembic's
 and SQLAlchemy's loggers are silenced during each store call, so their tracebacks do not bury it.
+
+A new experiment keeps its artifacts in ``mlartifacts/`` beside the SQLite file
+(:func:`artifact_location`; ``NEEDLE_MLFLOW_ARTIFACTS`` overrides it), not in ``mlruns/`` of
+whatever folder the first run happened to start in. A run records the process that has it open
+(:mod:`pipeline.engine.stale_runs`); opening a run ends the runs that died RUNNING, and
+:func:`end_open_runs` ends this process's open runs as FAILED or KILLED when a stage stops early.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import logging
 import os
 import subprocess
@@ -21,9 +25,14 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from pipeline.engine.stale_runs import PROCESS_TAG, end_stale_runs, process_tag
+
 log = logging.getLogger(__name__)
 
 EXPERIMENT = "needle"
+#: Environment variable: where a new experiment keeps its artifacts (a folder or any artifact URI
+#: MLflow takes, e.g. ``s3://bucket/needle``). MLflow stores it as an absolute URI.
+ARTIFACTS_ENV = "NEEDLE_MLFLOW_ARTIFACTS"
 
 #: Seconds to wait before each retry of a call that met a busy SQLite store (about 30 s in all).
 RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 4.0, 8.0, 15.0)
@@ -64,15 +73,6 @@ def default_tracking_uri(root: Path | None = None) -> str:
     return f"sqlite:///{repo_root(root) / 'mlflow.db'}"
 
 
-def git_commit(cwd: Path | None = None) -> str | None:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True, timeout=10
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
 class Tracker:
     """A thin, fault-tolerant wrapper over one MLflow run.
 
@@ -108,8 +108,17 @@ class Tracker:
                 return None
         return None
 
-    def start(self, run_name: str | None, params: dict[str, Any], tags: dict[str, str], run_id: str | None = None) -> str | None:
-        """Start (or, with ``run_id``, re-open) the run and log params and tags."""
+    def apply(self, what: str, fn: Callable[[Any], Any]) -> Any:
+        """``fn(mlflow)`` against the open run, as fault-tolerant as every other call (None when
+        the tracker is off or the call failed); ``what`` names it in the warning."""
+        if self.run_id is None:
+            return None
+        return self._call(what, lambda: fn(self._mlflow))
+
+    def start(self, run_name: str | None, params: dict[str, Any], tags: dict[str, str], run_id: str | None = None,
+              system_metrics: bool = False) -> str | None:
+        """Start (or, with ``run_id``, re-open) the run and log params and tags; with
+        ``system_metrics``, MLflow samples CPU, memory (and GPU) use while the run is open."""
         # Fail fast against an unreachable server instead of MLflow's long default retry loop.
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
@@ -122,21 +131,41 @@ class Tracker:
             # that at once corrupt the migration, so they take turns (a file lock beside the db).
             with _store_setup_lock(self.tracking_uri):
                 mlflow.set_tracking_uri(self.tracking_uri)
+                client = mlflow.tracking.MlflowClient()
+                experiment = client.get_experiment_by_name(EXPERIMENT)
+                if experiment is None and run_id is None:
+                    client.create_experiment(EXPERIMENT, artifact_location=artifact_location(self.tracking_uri))
+                    experiment = client.get_experiment_by_name(EXPERIMENT)
                 if run_id is None:
-                    mlflow.set_experiment(EXPERIMENT)
-            return True
+                    mlflow.set_experiment(experiment_id=experiment.experiment_id)
+            return experiment or True
 
         # One call per step, so a retried step never repeats one that already went through.
-        if not self._call("start", _connect):
+        experiment = self._call("start", _connect)
+        if not experiment:
             return None
+        if experiment is not True:
+            self._end_stale_runs(experiment.experiment_id)
         if run_id is not None:
-            run = self._call("start", lambda: self._mlflow.start_run(run_id=run_id))
+            run = self._call("start", lambda: self._mlflow.start_run(run_id=run_id, log_system_metrics=system_metrics))
         else:
-            run = self._call("start", lambda: self._mlflow.start_run(run_name=run_name))
+            run = self._call("start", lambda: self._mlflow.start_run(run_name=run_name,
+                                                                     log_system_metrics=system_metrics))
             self._call("log_params", lambda: self._mlflow.log_params({k: _param_value(v) for k, v in params.items()}))
             self._call("set_tags", lambda: self._mlflow.set_tags({k: v for k, v in tags.items() if v is not None}))
         self.run_id = run.info.run_id if run is not None and self.enabled else None
+        if self.run_id is not None:
+            _OPEN.append(self)
+            self.set_tags({PROCESS_TAG: process_tag()})
         return self.run_id
+
+    def _end_stale_runs(self, experiment_id: str) -> None:
+        """Mark the runs that died RUNNING KILLED; a failure here only costs that."""
+        try:
+            with _quiet_store_logs():
+                end_stale_runs(self._mlflow.tracking.MlflowClient(), experiment_id)
+        except Exception as exc:
+            log.info("could not check for runs left RUNNING (%s)", _one_line(exc))
 
     def set_tags(self, tags: dict[str, str]) -> None:
         """Set (or overwrite, unlike params) tags of the open run, e.g. what a resume resolved."""
@@ -153,7 +182,33 @@ class Tracker:
         self._call("log_figure", lambda: self._mlflow.log_figure(figure, name))
 
     def end(self, status: str = "FINISHED") -> None:
-        self._call("end", lambda: self._mlflow.end_run(status=status))
+        """End the run as ``status`` (FINISHED, FAILED, KILLED)."""
+        if self in _OPEN:
+            _OPEN.remove(self)
+        if self.run_id is not None:
+            self._call("end", lambda: self._mlflow.end_run(status=status))
+
+
+#: Trackers of this process with a run open, oldest first.
+_OPEN: list[Tracker] = []
+
+
+def end_open_runs(status: str) -> None:
+    """End every run this process has open as ``status`` (a stage that failed or was stopped)."""
+    for tracker in reversed(list(_OPEN)):
+        tracker.end(status)
+
+
+def artifact_location(tracking_uri: str) -> str | None:
+    """Where a new experiment keeps its artifacts: ``NEEDLE_MLFLOW_ARTIFACTS`` if set, else
+    ``mlartifacts/`` beside a SQLite store's file; None (the server decides) for other stores."""
+    env = os.environ.get(ARTIFACTS_ENV)
+    if env:
+        return env
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    db = tracking_uri[len("sqlite:///"):].split("?")[0].removeprefix("file:")
+    return str(Path(db).resolve().parent / "mlartifacts")
 
 
 def _store_setup_lock(uri: str) -> contextlib.AbstractContextManager:
@@ -197,37 +252,3 @@ def _is_transient(exc: BaseException) -> bool:
 
 def _param_value(value: Any) -> Any:
     return str(value) if isinstance(value, (list, tuple, dict)) else value
-
-
-def git_dirty(cwd: Path | None = None) -> bool | None:
-    """Whether the work tree has uncommitted changes to tracked files (None: not a git checkout)."""
-    try:
-        out = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
-                             capture_output=True, text=True, check=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return bool(out.strip())
-
-
-def run_name(params: dict[str, Any], tags: dict[str, str | None]) -> str | None:
-    """The MLflow run name: DVC's experiment name when DVC runs one, so MLflow and DVC agree; else
-    ``<commit>[-dirty]-<params digest>`` (``3f2a9c1-dirty-5e0b7d``), which tells runs of other code
-    or params apart. ``tags``: :func:`dvc_tags`. None outside git: MLflow then picks one."""
-    if tags.get("dvc_exp_name"):
-        return tags["dvc_exp_name"]
-    if not tags.get("git_commit"):
-        return None
-    digest = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:6]
-    dirty = "-dirty" if tags.get("git_dirty") == "true" else ""
-    return f"{tags['git_commit'][:7]}{dirty}-{digest}"
-
-
-def dvc_tags(cwd: Path | None = None) -> dict[str, str | None]:
-    """Where a run comes from: commit, uncommitted changes, DVC experiment (None: unknown)."""
-    dirty = git_dirty(cwd)
-    return {
-        "git_commit": git_commit(cwd),
-        "git_dirty": None if dirty is None else str(dirty).lower(),
-        "dvc_exp_name": os.environ.get("DVC_EXP_NAME"),
-        "dvc_baseline_rev": os.environ.get("DVC_EXP_BASELINE_REV"),
-    }

@@ -28,7 +28,9 @@ from pipeline.engine.amp import Precision, describe_precision, precision_tags, r
 from pipeline.engine.checkpoint import load_checkpoint, params_digest, rng_state, save_checkpoint, set_rng_state
 from pipeline.engine.loop import StepState, predict_loader, train_one_epoch, validate
 from pipeline.engine.schedule import build_scheduler
-from pipeline.engine.tracking import Tracker, default_tracking_uri, dvc_tags, run_name
+from pipeline.engine.dataset_inputs import log_manifest
+from pipeline.engine.run_names import changed_params, committed_params, dvc_tags, run_name
+from pipeline.engine.tracking import Tracker, default_tracking_uri
 from pipeline.metrics.calibration import DEFAULT_THRESHOLD, choose_threshold
 from pipeline.metrics.topone import top1_table
 from pipeline.paths import Paths
@@ -43,8 +45,13 @@ BEST_KEYS = ("model", "epoch", "best", "digest", "run_id", "model_config", "temp
              "template_pad_value")
 
 #: Fields that do not change what a run computes; a resume may differ in them (``presence_metric``
-#: only changes the threshold chosen after the last epoch, which a resumed run chooses again).
-_RUN_INDEPENDENT = {"resume", "workers", "log_every", "presence_metric"}
+#: only changes the threshold chosen after the last epoch, which a resumed run chooses again;
+#: ``register_model`` only what happens to the logged model).
+_RUN_INDEPENDENT = {"resume", "workers", "log_every", "presence_metric", "register_model"}
+
+#: Keys that say what happens to the run's outputs, not what it computes: MLflow tags, not params,
+#: so runs that differ only in them compare as one setting (and get the same name).
+_TAGS_NOT_PARAMS = {"train.register_model"}
 
 
 def seed_everything(seed: int) -> None:
@@ -282,8 +289,13 @@ def fit(params: Params, paths: Paths) -> dict:
             log.info("%s was trained with other params or data; starting fresh", last_path)
 
     tracker = Tracker(default_tracking_uri(), enabled=info.is_main)
-    flat_params, tags = to_flat_dict(params), dvc_tags()
-    tracker.start(run_name(flat_params, tags), flat_params, tags, run_id=run_id)
+    flat_params = {k: v for k, v in to_flat_dict(params).items() if k not in _TAGS_NOT_PARAMS}
+    tags = {**dvc_tags(), **{k: str(v).lower() for k, v in to_flat_dict(params).items() if k in _TAGS_NOT_PARAMS}}
+    name = run_name(flat_params, tags, changed_params(flat_params, committed_params(paths.params)))
+    resumed = run_id is not None
+    tracker.start(name, flat_params, tags, run_id=run_id, system_metrics=True)
+    if not resumed:
+        log_manifest(tracker, paths.manifest, paths.root)
     run_id = tracker.run_id or run_id
     tracker.set_tags(precision_tags("train.amp", precision))
 

@@ -19,7 +19,7 @@ one ``bboxes`` list per run of consecutive frames with an answer, boxes in whole
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,12 +67,14 @@ def search_video(
     score_threshold: float = 0.3,
     batch_size: int = 8,
     detect_every: int = 1,
+    on_frames: Callable[[int], None] | None = None,
 ) -> VideoAnswers:
     """Answers for every frame of the video at ``path`` (see the module docstring). ``temporal``
     None (or not enabled) answers the raw top-1 box where it reaches ``score_threshold``; the
     tracker takes ``score_threshold`` as the presence threshold. ``detect_every`` = k > 1 runs
     the model on every k-th frame only (the others are grabbed, not decoded) and answers the
-    frames between by :func:`fill_between`. An unreadable video is a :class:`UserError` naming it."""
+    frames between by :func:`fill_between`. ``on_frames(n)`` is called after each batch, ``n``
+    the frames it covers (a progress bar). An unreadable video is a :class:`UserError` naming it."""
     if detect_every < 1:
         raise ValueError(f"detect_every must be >= 1, got {detect_every}")
     use_time = temporal is not None and temporal.enabled
@@ -98,6 +100,8 @@ def search_video(
             else:
                 boxes.append(top if top is not None and score >= score_threshold else None)
             spent += time.perf_counter() - start
+        if on_frames is not None:
+            on_frames(len(batch) * detect_every)
 
     start = time.perf_counter()
     batch: list[np.ndarray] = []

@@ -117,28 +117,31 @@ def test_read_only_store_says_one_line_and_nothing_else(tmp_path, monkeypatch, c
     assert "\n" not in message and "OperationalError: attempt to write a readonly database" in message
 
 
-def test_run_names_tell_commits_params_and_dirty_trees_apart(tmp_path, monkeypatch):
-    import subprocess
 
-    from pipeline.engine.tracking import dvc_tags, run_name
 
-    monkeypatch.delenv("DVC_EXP_NAME", raising=False)
-    assert run_name({"train.lr": 0.1}, dvc_tags(tmp_path)) is None  # not a git checkout: MLflow picks one
-    git = lambda *a: subprocess.run(["git", *a], cwd=tmp_path, check=True, capture_output=True, text=True)  # noqa: E731
-    git("init", "-q")
-    (tmp_path / "params.yaml").write_text("train: {lr: 0.1}\n")
-    git("add", "params.yaml")
-    git("-c", "user.name=t", "-c", "user.email=t@t.invalid", "commit", "-qm", "init")
-    sha = git("rev-parse", "HEAD").stdout.strip()
-    tags = dvc_tags(tmp_path)
-    assert tags["git_commit"] == sha and tags["git_dirty"] == "false"
-    clean = run_name({"train.lr": 0.1}, tags)
-    assert clean.startswith(sha[:7] + "-") and "dirty" not in clean and len(clean) == 7 + 1 + 6
-    assert run_name({"train.lr": 0.1}, dvc_tags(tmp_path)) == clean  # same code and params: same name
-    assert run_name({"train.lr": 0.2}, tags) != clean
-    (tmp_path / "params.yaml").write_text("train: {lr: 0.2}\n")
-    tags = dvc_tags(tmp_path)
-    assert tags["git_dirty"] == "true"
-    assert run_name({"train.lr": 0.2}, tags).startswith(sha[:7] + "-dirty-")
-    monkeypatch.setenv("DVC_EXP_NAME", "my-exp")
-    assert run_name({"train.lr": 0.2}, dvc_tags(tmp_path)) == "my-exp"  # DVC's name wins, so both tools agree
+def test_artifacts_go_beside_the_store_or_where_the_environment_says(tmp_path, monkeypatch):
+    import mlflow
+
+    from pipeline.engine.tracking import ARTIFACTS_ENV, EXPERIMENT, artifact_location
+
+    monkeypatch.chdir(tmp_path / "..")  # not the store's folder: mlruns/ of the cwd is not used
+    monkeypatch.delenv(ARTIFACTS_ENV, raising=False)
+    uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
+    tracker = Tracker(uri)
+    assert tracker.start("a", {}, {})
+    tracker.log_artifact(_text_file(tmp_path), "notes")
+    tracker.end()
+    client = mlflow.tracking.MlflowClient(uri)
+    location = client.get_experiment_by_name(EXPERIMENT).artifact_location
+    assert location.removeprefix("file://") == str(tmp_path / "store" / "mlartifacts")
+    assert list((tmp_path / "store" / "mlartifacts").rglob("notes/a.txt"))
+    monkeypatch.setenv(ARTIFACTS_ENV, "s3://bucket/needle")
+    assert artifact_location(uri) == "s3://bucket/needle"
+    monkeypatch.delenv(ARTIFACTS_ENV)
+    assert artifact_location("http://mlflow.example:5000") is None  # a server decides
+
+
+def _text_file(folder):
+    path = folder / "a.txt"
+    path.write_text("a")
+    return path
