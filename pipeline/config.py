@@ -241,13 +241,13 @@ class TrackConfig:
 
     mode: Literal["offline", "online"] = "offline"  # offline: Viterbi over the whole clip; online: causal
     top_k: int = field(default=5, metadata=bounds(1))  # candidates per frame
-    score_weight: float = field(default=1.0, metadata=bounds(0.0))  # per frame: weight x (logit(score) - logit(threshold))
+    score_weight: float = field(default=4.0, metadata=bounds(0.0))  # per frame: weight x (logit(score) - logit(threshold))
     appearance_weight: float = field(default=1.0, metadata=bounds(0.0))  # x (1 - cosine to the track's embedding)
     motion_weight: float = field(default=0.1, metadata=bounds(0.0))  # x squared Mahalanobis distance from the prediction
-    switch_cost: float = field(default=1.0, metadata=bounds(0.0))  # to start or end a track
+    switch_cost: float = field(default=0.5, metadata=bounds(0.0))  # to start or end a track
     gate: float = field(default=9.4877, metadata=bounds(0.0, lo_open=True))  # jumps beyond this distance are rejected
-    motion_noise: float = field(default=1.0, metadata=bounds(0.0, lo_open=True))  # Kalman process noise scale
-    max_gap: int = field(default=7, metadata=bounds(0))  # offline: misses up to this many frames are filled
+    motion_noise: float = field(default=2.0, metadata=bounds(0.0, lo_open=True))  # Kalman process noise scale
+    max_gap: int = field(default=15, metadata=bounds(0))  # offline: misses up to this many frames are filled
     min_segment: int = field(default=1, metadata=bounds(1))  # offline: shorter runs of answers are dropped
 
 
@@ -260,7 +260,7 @@ class TemporalConfig:
     (:func:`pipeline.inference.temporal.resolve_temporal`)."""
 
     enabled: bool = True
-    method: Literal["smooth", "track"] = "smooth"
+    method: Literal["smooth", "track"] = "track"
     on_threshold: Threshold = field(default=CALIBRATED, metadata=bounds(0.0, 1.0))
     off_threshold: Threshold = field(default=CALIBRATED, metadata=bounds(0.0, 1.0))
     min_on_frames: int = field(default=2, metadata=bounds(1))
