@@ -46,13 +46,14 @@ from pipeline.data.scratch import ScratchSet
 from pipeline.engine.amp import describe_precision, precision_tags, resolve_precision
 from pipeline.engine.run_figures import plot_outcomes, plot_pr_curve
 from pipeline.engine.tracking import Tracker
-from pipeline.io import atomic_dir, write_json
+from pipeline.io import atomic_dir, write_csv, write_json
 from pipeline.inference import Detector
 from pipeline.inference.temporal import resolve_temporal, smooth_track
 from pipeline.inference.tracker import Candidates, track
 from pipeline.metrics.outputs import score_and_write
 from pipeline.metrics.scoring import Scores
-from pipeline.metrics.stiou import sequence_order, top1
+from pipeline.metrics.points_lost import points_lost
+from pipeline.metrics.stiou import sequence_order, thresholded, top1
 from pipeline.metrics.topone import Detection
 from pipeline.paths import Paths, ScoredOutputs
 from pipeline.realset import is_built
@@ -151,12 +152,29 @@ def evaluate(
                              iou_threshold=ev.iou_threshold, ms_per_frame=ms, gallery_frames=ev.gallery_frames,
                              temporal_boxes=smoothed, dtype=detector.precision.name, score_threshold_source=source,
                              tracked_boxes=tracked)
+    final, answer = thresholded(*top1(detections), threshold), "per frame"
+    if tracked is not None and temporal.method == "track":  # type: ignore[union-attr]
+        final, answer = tracked, "tracked"
+    elif smoothed is not None:
+        final, answer = smoothed, "smoothed"
+    write_points_lost(out, samples, detections, final, threshold, ev.iou_threshold, answer)
     s = scores.summary
     log.info("%d frames: AP50 %s, success %s, F1 %s at score threshold %.3g (%s), ECE %s; %d sequences: ST-IoU %s "
              "(smoothed %s, tracked %s); %.1f ms/frame -> %s", s["frames"], s["AP50"], s["success"], s["f1"],
              threshold, source, s["ece"], s["sequences"], s["st_iou"], s["st_iou_temporal"], s["st_iou_tracked"], ms,
              out.folder)
     return scores
+
+
+def write_points_lost(out: ScoredOutputs, samples: Sequence[Sample], detections: Sequence[Detection],
+                      final: Sequence, threshold: float, iou_threshold: float, answer: str) -> dict:
+    """Write ``out``'s points_lost.csv / .json (:func:`~pipeline.metrics.points_lost.points_lost`:
+    the stage that lost each frame, for the ``answer`` the pipeline gives); returns the summary."""
+    table, summary = points_lost([s.sequence_id for s in samples], [s.frame_index for s in samples],
+                                 [s.box for s in samples], detections, final, threshold, iou_threshold, answer)
+    write_csv(out.points_lost, table)
+    write_json(out.points_lost_summary, summary)
+    return summary
 
 
 def evaluate_folder(detector: Detector, folder: Path, fmt: str, params: Params, out: ScoredOutputs) -> Scores:
@@ -180,6 +198,16 @@ SETTING_KEYS = ("frames", "frames_with_target", "objects", "sequences", "iou_thr
                 "score_threshold_source", "inference_dtype")
 
 
+def lost_metrics(summary: dict, prefix: str) -> dict[str, float]:
+    """MLflow metrics of a points_lost.json: ``<prefix>_lost_<stage>`` (share of the frames with,
+    or for ``answered``/``quiet`` without, the target) and ``<prefix>_oracle_st_iou``."""
+    out = {f"{prefix}_oracle_st_iou": summary.get("oracle_st_iou")}
+    for group in ("present", "absent"):
+        for stage, value in summary.get(group, {}).items():
+            out[f"{prefix}_lost_{stage.replace(' ', '_')}"] = value.get("share")
+    return {k: float(v) for k, v in out.items() if isinstance(v, (int, float))}
+
+
 def log_to_training_run(run_file: Path, scored: dict[str, tuple[Scores, ScoredOutputs]], tags: dict[str, str]) -> None:
     """Add each ``scored`` set's metrics (``<prefix>_AP50``, ... with the dict key as prefix),
     settings (tags ``<prefix>.iou_threshold``, ...), per-object and per-sequence tables
@@ -199,6 +227,8 @@ def log_to_training_run(run_file: Path, scored: dict[str, tuple[Scores, ScoredOu
         tracker.log_metrics({f"{prefix}_{k}": v for k, v in summary.items()
                              if isinstance(v, (int, float)) and k not in SETTING_KEYS})
         tracker.set_tags({f"{prefix}.{k}": str(summary[k]) for k in SETTING_KEYS if summary.get(k) is not None})
+        if out.points_lost_summary.is_file():
+            tracker.log_metrics(lost_metrics(json.loads(out.points_lost_summary.read_text()), prefix))
         folder = out.folder.name
         for name, table in (("per_object", scores.per_object), ("sequences", scores.sequences)):
             tracker.apply("log_table", lambda mlflow, t=table, n=name: _log_table(mlflow, t, f"{folder}/{n}.json"))
@@ -207,7 +237,8 @@ def log_to_training_run(run_file: Path, scored: dict[str, tuple[Scores, ScoredOu
                                                f"{folder}: top-1 precision-recall", Path(tmp) / "pr_curve.png"), folder)
             tracker.log_artifact(plot_outcomes(scores.frames["outcome"], f"{folder}: frames by top-1 outcome",
                                                Path(tmp) / "outcomes.png"), folder)
-        for path in (out.metrics, out.per_object, out.sequences, out.pr_curve, out.reliability, out.gallery):
+        for path in (out.metrics, out.per_object, out.sequences, out.pr_curve, out.reliability, out.gallery,
+                     out.points_lost, out.points_lost_summary):
             if path.is_file():
                 tracker.log_artifact(path, folder)
     tracker.set_tags(tags)

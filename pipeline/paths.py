@@ -62,6 +62,16 @@ class ScoredOutputs:
     def gallery(self) -> Path:
         return self.folder / "gallery.png"
 
+    @property
+    def points_lost(self) -> Path:
+        """Per frame, the stage that lost it (:mod:`pipeline.metrics.points_lost`)."""
+        return self.folder / "points_lost.csv"
+
+    @property
+    def points_lost_summary(self) -> Path:
+        """Frames and shares per stage, achieved vs candidate-oracle ST-IoU."""
+        return self.folder / "points_lost.json"
+
 
 @dataclass(frozen=True)
 class Paths:

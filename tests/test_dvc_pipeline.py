@@ -26,6 +26,10 @@ def test_dvc_yaml_paths_agree_with_pipeline_paths():
     assert str(paths.data_stats) in metrics["prepare"]
     assert str(paths.templates) in outs["resize_templates"]
     assert str(paths.models) in outs["train"]
+    # the trained detector is a DVC artifact (model registry), inside the train stage's output
+    artifact = yaml.safe_load((REPO / "dvc.yaml").read_text())["artifacts"]["detector"]
+    assert artifact["type"] == "model" and artifact["path"] == str(paths.models / "best.pt")
+    assert str(paths.evaluation.points_lost) in outs["evaluate"] and str(paths.evaluation.points_lost_summary) in outs["evaluate"]
     assert str(paths.train_metrics) in metrics["train"]
     assert {str(paths.train_plots), str(paths.val_plots)} <= set(outs["train"])
     # the model's metrics are DVC metrics; the baseline's are the same in every experiment: a plain output

@@ -40,6 +40,7 @@ class Scored:
     sequences: pd.DataFrame | None = None
     reliability: pd.DataFrame | None = None  # top-1 score calibration per score bin
     frames: pd.DataFrame | None = None  # one row per frame: top-1 outcome (the bootstrap's input)
+    points_lost: dict[str, Any] | None = None  # points_lost.json: the stage that lost each frame, summed
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,8 @@ def read_scored(outputs: ScoredOutputs, root: Path, stage: str, notes: dict[str,
     ):
         if value is None:
             notes[prefix + name] = _missing_note(what, path, root, stage)
-    return Scored(metrics, per_object, per_size, pr_curve, gallery, sequences, reliability, frames)
+    lost = read_metrics(outputs.points_lost_summary, root, stage) if outputs.points_lost_summary.is_file() else None
+    return Scored(metrics, per_object, per_size, pr_curve, gallery, sequences, reliability, frames, lost)
 
 
 def read_inputs(paths: Paths) -> ReportInputs:

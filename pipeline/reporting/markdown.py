@@ -422,6 +422,36 @@ def per_sequence_section(inputs: ReportInputs) -> str:
     return "\n".join(parts)
 
 
+def points_lost_section(inputs: ReportInputs) -> str:
+    """Per set (demo val, real photos): the stage that lost each frame with the target, what the
+    frames without it got, and the achieved vs candidate-oracle ST-IoU."""
+    parts = ["## Where the points are lost"]
+    sets = [("demo val", inputs.model.points_lost), ("real photos", inputs.real.points_lost if inputs.real else None)]
+    sets = [(name, lost) for name, lost in sets if lost]
+    if not sets:
+        return "\n\n".join(parts + ["No `points_lost.json` yet (made by stage `evaluate`)."])
+    parts += ["", "Each frame with the target counts once: `success` when the final answer hits it (IoU at or above "
+              "the threshold), else the first stage that failed it, in pipeline order. A matching error is a "
+              "candidate that hits while the top-1 does not; a threshold rejection a top-1 hit below the presence "
+              "threshold; a temporal removal a per-frame hit the temporal answer drops. The oracle answers the best "
+              "candidate on every frame with the target and nothing elsewhere: the most a better choice among the "
+              "candidates could score. Per frame in `reports/evaluate/points_lost.csv`.", ""]
+    headers = ["outcome", *(f"{name}: frames" for name, _ in sets), *(f"{name}: share" for name, _ in sets)]
+    rows = []
+    for group in ("present", "absent"):
+        for stage in sets[0][1].get(group, {}):  # pipeline order, as evaluate wrote them
+            label = f"target present: {stage}" if group == "present" else f"target absent: {stage}"
+            cells = [lost.get(group, {}).get(stage, {"frames": None, "share": None}) for _, lost in sets]
+            rows.append([label, *(format_number(_int(c["frames"])) for c in cells),
+                         *(format_number(c["share"]) for c in cells)])
+    for key, label in (("st_iou", "ST-IoU achieved"), ("oracle_st_iou", "ST-IoU of the candidate oracle")):
+        rows.append([label, *(format_number(lost.get(key)) for _, lost in sets), *([""] * len(sets))])
+    parts.append(table(headers, rows, [False] + [True] * (len(headers) - 1)))
+    answers = {lost.get("answer") for _, lost in sets}
+    parts += ["", f"Final answer: {', '.join(sorted(str(a) for a in answers))} (`temporal.method`)."]
+    return "\n".join(parts)
+
+
 def figures_section(figures: Sequence[Figure], folder_link: str) -> str:
     """Each figure embedded by a link relative to the report, or a line saying why it is missing."""
     parts = ["## Figures"]
@@ -459,6 +489,7 @@ def render_report(
         per_object_section(inputs),
         per_size_section(inputs),
         per_sequence_section(inputs),
+        points_lost_section(inputs),
         figures_section(figures, figures_link),
     ]
     text = "\n\n".join(sections) + "\n"
