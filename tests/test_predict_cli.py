@@ -209,7 +209,7 @@ def test_video_temporal_thresholds_follow_the_checkpoint(checkpoint, data, tmp_p
                                  "presence": {"score_threshold": 0.6, "metric": "f1", "value": 0.5, "frames": 4}})
     video = write_video(tmp_path / "clip.mp4", 3)
     params = tmp_path / "params.yaml"
-    params.write_text("temporal: {min_on_frames: 1}\n")
+    params.write_text("temporal: {method: smooth, min_on_frames: 1}\n")
     with caplog.at_level("INFO"):
         main(["--checkpoint", str(calibrated), "--templates", str(refs), "--video", str(video), "--out",
               str(tmp_path / "v"), "--params", str(params)])

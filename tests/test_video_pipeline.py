@@ -30,7 +30,8 @@ from tests.datasets import make_video_dataset
 
 TINY_MODEL = model_config(search_size=[128, 96], head={"box_prior": 24.0})
 # Everything fires (an untrained model scores low), so the ST-IoU depends on the boxes.
-TEMPORAL = {"on_threshold": 0.0, "off_threshold": 0.0, "min_on_frames": 2, "score_ema": 0.3, "box_ema": 0.5}
+TEMPORAL = {"method": "smooth", "on_threshold": 0.0, "off_threshold": 0.0, "min_on_frames": 2, "score_ema": 0.3,
+            "box_ema": 0.5}
 
 
 @pytest.fixture
