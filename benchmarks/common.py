@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import os
 import platform
@@ -204,6 +205,18 @@ def machine_lines(info: dict[str, Any]) -> list[str]:
         f"{info['torch_interop_threads']} inter-op), timm {info['timm']}, onnxruntime {info['onnxruntime']}",
         f"date: {info['date']}; 1-min load average at the end: {info.get('load_average_1min', 'n/a')}",
     ]
+
+
+def single_section_parser(module: str, doc: str, quick: str) -> argparse.ArgumentParser:
+    """The command line every one-table benchmark shares: ``--quick`` (``quick`` says what it
+    does), ``--threads`` and ``--out``; a benchmark adds its own options."""
+    from pathlib import Path
+
+    ap = argparse.ArgumentParser(prog=f"python -m benchmarks.{module}", description=doc.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help=f"{quick}: check that it runs, not figures")
+    ap.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
+    ap.add_argument("--out", type=Path, help="also write the table and raw numbers as JSON here")
+    return ap
 
 
 def run_single_section(name: str, title: str, quick: bool, out: Any, section: Callable[[], Table]) -> Table:

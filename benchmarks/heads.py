@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from benchmarks.common import Table, measure_interleaved, ratio, repeats_note, run_single_section
+from benchmarks.common import single_section_parser, Table, measure_interleaved, ratio, repeats_note, run_single_section
 from pipeline.config import ModelConfig, load_params, parse_params, to_raw
 from pipeline.detector import build_detector
 from pipeline.detector.backbones.lora import count_parameters
@@ -103,11 +103,8 @@ def heads_section(settings: HeadSettings, variants: dict[str, dict[str, Any]] = 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     from pathlib import Path
 
-    ap = argparse.ArgumentParser(prog="python -m benchmarks.heads", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="1 warm-up and 2 timed calls: check that it runs, not figures")
-    ap.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
+    ap = single_section_parser("heads", __doc__, "1 warm-up and 2 timed calls")
     ap.add_argument("--params", type=Path, default=Path("params.yaml"), help="whose model section to start from")
-    ap.add_argument("--out", type=Path, help="also write the table and raw numbers as JSON here")
     return ap.parse_args(argv)
 
 

@@ -43,6 +43,7 @@ import torch
 from torch import nn
 
 from benchmarks.common import (
+    single_section_parser,
     Table,
     measure_interleaved,
     ratio,
@@ -229,10 +230,7 @@ def lora_section(settings: LoraSettings) -> Table:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="python -m benchmarks.lora", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="1 warm-up and 2 timed steps: check that it runs, not figures")
-    ap.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
-    ap.add_argument("--out", type=Path, help="also write the table and raw numbers as JSON here")
+    ap = single_section_parser("lora", __doc__, "1 warm-up and 2 timed steps")
     return ap.parse_args(argv)
 
 

@@ -24,12 +24,11 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
-from benchmarks.common import Table, ratio, run_single_section
-from pipeline.config import CALIBRATED, DemoConfig, Params, TemporalConfig, load_params
+from benchmarks.common import Table, ratio, run_single_section, single_section_parser
+from pipeline.config import CALIBRATED, Params, TemporalConfig, load_params
 from pipeline.inference import Detector
 from pipeline.inference.stream import VideoAnswers, search_video, submission_entry
 from pipeline.inference.temporal import resolve_temporal
@@ -162,15 +161,12 @@ def video_section(checkpoint: Path, params: Params, videos: int, frames: int, ro
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(prog="python -m benchmarks.video", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="2 clips of 24 frames, 1 round: check that it runs")
+    ap = single_section_parser("video", __doc__, "2 clips of 24 frames, 1 round")
     ap.add_argument("--checkpoint", type=Path, default=Path("models/best.pt"))
     ap.add_argument("--params", type=Path, default=Path("params.yaml"))
     ap.add_argument("--videos", type=int, default=2)
     ap.add_argument("--frames", type=int, default=300)
     ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("--threads", type=int, help="torch and ONNX Runtime intra-op threads (default: torch's choice)")
-    ap.add_argument("--out", type=Path, help="also write the table and raw numbers as JSON here")
     return ap.parse_args(argv)
 
 

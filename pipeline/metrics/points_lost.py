@@ -93,8 +93,9 @@ def points_lost(
     answer: str,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """The per-frame table (:data:`COLUMNS`) and its summary: frames and share per stage (of the
-    frames with / without the target), the ST-IoU achieved by ``final`` and by the candidate oracle,
-    and ``answer`` (what ``final`` is: ``per frame``, ``smoothed`` or ``tracked``)."""
+    frames with / without the target), the stages in pipeline order (``order``), the ST-IoU
+    achieved by ``final`` and by the candidate oracle, and ``answer`` (what ``final`` is: ``per
+    frame``, ``smoothed`` or ``tracked``)."""
     stages, best, oracle = frame_stages(truth, detections, final, score_threshold, iou_threshold)
     table = pd.DataFrame({"sequence_id": [str(s) for s in sequence_ids],
                           "frame_index": np.asarray(frame_indices, dtype=np.int64),
@@ -108,6 +109,7 @@ def points_lost(
                     for s in PRESENT_STAGES},
         "absent": {s: {"frames": int(counts.get(s, 0)), "share": _share(counts.get(s, 0), absent)}
                    for s in ABSENT_STAGES},
+        "order": {"present": list(PRESENT_STAGES), "absent": list(ABSENT_STAGES)},  # JSON objects lose it
     }
     for key, answers in (("st_iou", final), ("oracle_st_iou", oracle)):
         seq = sequence_table(sequence_ids, sequence_ids, frame_indices, truth, answers)

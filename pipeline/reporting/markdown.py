@@ -435,11 +435,13 @@ def points_lost_section(inputs: ReportInputs) -> str:
               "candidate that hits while the top-1 does not; a threshold rejection a top-1 hit below the presence "
               "threshold; a temporal removal a per-frame hit the temporal answer drops. The oracle answers the best "
               "candidate on every frame with the target and nothing elsewhere: the most a better choice among the "
-              "candidates could score. Per frame in `reports/evaluate/points_lost.csv`.", ""]
+              "candidates could score. Per frame in `reports/evaluate/points_lost.csv`. The real-photo set's "
+              "sequences are separate photos of one object, not video (the object is pasted anew in each), so a "
+              "temporal answer, which assumes motion, can only lose there; read its per-frame figures.", ""]
     headers = ["outcome", *(f"{name}: frames" for name, _ in sets), *(f"{name}: share" for name, _ in sets)]
     rows = []
     for group in ("present", "absent"):
-        for stage in sets[0][1].get(group, {}):  # pipeline order, as evaluate wrote them
+        for stage in sets[0][1].get("order", {}).get(group, sets[0][1].get(group, {})):
             label = f"target present: {stage}" if group == "present" else f"target absent: {stage}"
             cells = [lost.get(group, {}).get(stage, {"frames": None, "share": None}) for _, lost in sets]
             rows.append([label, *(format_number(_int(c["frames"])) for c in cells),

@@ -54,3 +54,4 @@ def test_summary_counts_shares_and_oracle():
     # oracle: exact on the 5 frames with a hitting candidate, the near box on one, none on "no candidate"
     assert summary["oracle_st_iou"] == pytest.approx((5 + near) / 7)
     assert summary["answer"] == "tracked"
+    assert summary["order"] == {"present": list(PRESENT_STAGES), "absent": list(ABSENT_STAGES)}

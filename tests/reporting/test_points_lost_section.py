@@ -13,7 +13,8 @@ def _summary(success: int) -> dict:
     present = {s: {"frames": 1, "share": 0.1} for s in PRESENT_STAGES}
     present["success"] = {"frames": success, "share": success / 10}
     return {"answer": "tracked", "frames_with_target": 10, "frames_without_target": 2, "present": present,
-            "absent": {s: {"frames": 1, "share": 0.5} for s in ABSENT_STAGES}, "st_iou": 0.4321, "oracle_st_iou": 0.8766}
+            "absent": {s: {"frames": 1, "share": 0.5} for s in ABSENT_STAGES}, "st_iou": 0.4321, "oracle_st_iou": 0.8766,
+            "order": {"present": list(PRESENT_STAGES), "absent": list(ABSENT_STAGES)}}
 
 
 def test_points_lost_section_lists_stages_and_the_oracle(tmp_path, monkeypatch):
@@ -28,6 +29,8 @@ def test_points_lost_section_lists_stages_and_the_oracle(tmp_path, monkeypatch):
     assert "| target absent: answered | 1 | 0.500 |" in section
     assert "| ST-IoU of the candidate oracle | 0.877 |" in section
     assert "Final answer: tracked" in section
+    rows = [line.split(" | ")[0] for line in section.splitlines() if line.startswith("| target")]
+    assert rows == [f"| target present: {s}" for s in PRESENT_STAGES] + [f"| target absent: {s}" for s in ABSENT_STAGES]
 
 
 def test_points_lost_section_says_when_missing(tmp_path, monkeypatch):
