@@ -82,6 +82,12 @@ def update(state: Gaussian, box: np.ndarray) -> Gaussian:
 
 def mahalanobis2(state: Gaussian, box: np.ndarray) -> float:
     """Squared Mahalanobis distance of ``box [4]`` xyxy from the predicted measurement."""
+    return float(mahalanobis2_all(state, np.asarray(box).reshape(1, 4))[0])
+
+
+def mahalanobis2_all(state: Gaussian, boxes: np.ndarray) -> np.ndarray:
+    """:func:`mahalanobis2` of each of ``boxes [K, 4]`` xyxy -> ``[K]`` (one projection for all)."""
     z_mean, z_cov = _project(state)
-    d = box_to_measurement(box) - z_mean
-    return float(d @ np.linalg.solve(z_cov, d))
+    d = np.stack([box_to_measurement(b) for b in np.asarray(boxes, dtype=np.float64).reshape(-1, 4)]) - z_mean \
+        if len(boxes) else np.zeros((0, 4))
+    return np.einsum("ki,ki->k", d, np.linalg.solve(z_cov, d.T).T)

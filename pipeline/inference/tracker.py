@@ -123,15 +123,18 @@ class PathSearch:
         previous = self._states[-1] if self._states else [_State(0.0, -1, None, None)]
         absent_prev = len(previous) - 1
         states: list[_State] = []
+        # each track's prediction and its distance to every candidate, once per frame
+        tracks = previous[:absent_prev]
+        priors = [kalman.predict(t.filter, cfg.motion_noise) for t in tracks]  # type: ignore[arg-type]
+        distances = [kalman.mahalanobis2_all(prior, frame.boxes) for prior in priors]
         for i in range(len(frame)):
             box, emb = frame.boxes[i], None if frame.embeddings is None else frame.embeddings[i]
             reward = self._reward(float(frame.scores[i]))
             # from "absent": a new track
             best = _State(previous[absent_prev].total - cfg.switch_cost + reward, absent_prev, None, emb)
             best_prior: Gaussian | None = None
-            for p, state in enumerate(previous[:absent_prev]):
-                prior = kalman.predict(state.filter, cfg.motion_noise)  # type: ignore[arg-type]
-                d2 = kalman.mahalanobis2(prior, box)
+            for p, state in enumerate(tracks):
+                prior, d2 = priors[p], float(distances[p][i])
                 if d2 > cfg.gate:
                     continue  # an implausible jump: only through "absent"
                 cost = cfg.motion_weight * d2 + cfg.appearance_weight * (1.0 - _cosine(state.embedding, emb))

@@ -61,6 +61,13 @@ def test_mahalanobis_grows_with_distance_and_gates_a_jump() -> None:
     assert near < kalman.CHI2_95_4DOF < jump
 
 
+def test_distances_to_many_boxes_equal_one_at_a_time() -> None:
+    prior = kalman.predict(kalman.initiate(box_at(100, 100)))
+    boxes = np.array([box_at(100 + 7 * k, 100 - 3 * k, 40 + k) for k in range(5)])
+    np.testing.assert_allclose(kalman.mahalanobis2_all(prior, boxes), [kalman.mahalanobis2(prior, b) for b in boxes])
+    assert kalman.mahalanobis2_all(prior, np.zeros((0, 4))).shape == (0,)
+
+
 def test_motion_noise_widens_the_gate() -> None:
     state = kalman.initiate(box_at(100, 100))
     tight = kalman.mahalanobis2(kalman.predict(state, 1.0), box_at(140, 100))
